@@ -1,0 +1,101 @@
+"""The model-side code against references, and TTRL end to end on the embedded tiny model.
+
+    python -m pytest tests/test_train.py -q     # builds the tiny model once (~2-3 min) if not cached
+"""
+import json
+
+import pytest
+import torch
+
+import data
+import tinymath
+import train
+from sample import HFEngine, load_policy
+
+
+@pytest.fixture(scope="module")
+def policy():
+    path = str(tinymath.get_model())
+    model, tok = load_policy(path)
+    return path, model, tok
+
+
+def prompts_for(tok, path, n=4):
+    return [data.make_prompt(r["question"], tok, data.is_tiny_math(path)) for r in tinymath.test_split()[:n]]
+
+
+def test_our_logprobs_match_transformers_loss(policy):
+    # At T = 1 the mean of our completion log-probs must equal -(the cross-entropy transformers computes).
+    path, model, tok = policy
+    rollouts = [r for g in HFEngine(model, tok).generate(prompts_for(tok, path), n=2, temperature=1.0, seed=0) for r in g]
+    for r in rollouts:
+        batch = train.collate([r], tok.pad_token_id)
+        with torch.no_grad():
+            logp, _ = train.sequence_logprobs(model, batch, 1.0)
+            labels = torch.tensor([[-100] * len(r.prompt_ids) + r.ids])
+            ref = model(input_ids=batch["input_ids"], labels=labels).loss
+        ours = -(logp * batch["mask"]).sum() / batch["mask"].sum()
+        assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_sampler_logprobs_match_trainer(policy):
+    # The engine's log-probs (after temperature) are what the trainer computes for the same tokens.
+    path, model, tok = policy
+    groups = HFEngine(model, tok).generate(prompts_for(tok, path), n=4, temperature=0.7, seed=1)
+    batch = train.collate([r for g in groups for r in g], tok.pad_token_id)
+    with torch.no_grad():
+        logp, _ = train.sequence_logprobs(model, batch, 0.7)
+    diff = ((logp - batch["sampler_logp"]).abs() * batch["mask"]).max().item()
+    assert diff < 1e-4, diff
+
+
+def test_tiny_model_is_imperfect_the_right_way(policy):
+    # Samples disagree at T = 1, and the majority is right more often than one sample.
+    from eval import evaluate
+    path, model, tok = policy
+    rows = tinymath.test_split()[:32]
+    summary, _ = evaluate(HFEngine(model, tok), prompts_for(tok, path, 32), [r["answer"] for r in rows],
+                          k=16, temperature=1.0, top_p=1.0)
+    assert summary["maj@16"] > summary["avg@16"] + 0.1, summary
+    assert summary["avg@16"] < 0.9, summary
+
+
+def test_two_ttrl_steps_change_the_model_and_fill_the_run_folder(policy, tmp_path):
+    path, model, _ = policy
+    out = train.main(["--out", str(tmp_path / "run"), "--max-steps", "2", "--prompts-per-step", "4",
+                      "--n-votes", "8", "--n-train", "4", "--eval-k", "2", "--kl-coef", "0.001"])
+    for name in ["config.json", "metrics.jsonl", "eval_before.json", "eval_after.json", "curves.png",
+                 "final/config.json", "final/model.safetensors", "final/tokenizer.json"]:
+        assert (out / name).exists(), name
+    steps = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [s["step"] for s in steps] == [1, 2]
+    for key in ["reward_mean", "reward_std", "zero_std_frac", "label_acc", "reward_acc", "majority_ratio",
+                "clip_frac", "kl", "entropy", "response_len", "t_sample", "t_reward", "t_train", "t_sync"]:
+        assert key in steps[0], key
+    trained, _ = load_policy(str(out / "final"))
+    changed = any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
+    assert changed
+    assert json.loads((out / "config.json").read_text())["n_votes"] == 8
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--n-votes", "4", "--n-train", "8"], "--n-train 8 > --n-votes 4"),
+    (["--n-train", "1"], "--n-train 1"),
+])
+def test_bad_flags_end_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_missing_model_and_data_name_the_flag(tmp_path):
+    with pytest.raises(SystemExit, match="--model"):
+        load_policy(str(tmp_path / "nope"))
+    with pytest.raises(SystemExit, match="--data"):
+        data.load_rows(str(tmp_path / "nope.jsonl"))
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SystemExit, match="no rows"):
+        data.load_rows(str(tmp_path / "empty.jsonl"))
+    (tmp_path / "bad.jsonl").write_text('{"question": "1+1"}\n')
+    with pytest.raises(SystemExit, match="row 1 has no --answer-key 'answer'"):
+        data.load_rows(str(tmp_path / "bad.jsonl"))

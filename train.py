@@ -1,0 +1,297 @@
+"""Test-time RL (TTRL): improve a model on unlabeled test questions with majority-vote rewards + GRPO.
+
+    python train.py                                        # embedded tiny-math model, CPU, a few minutes
+    python train.py --max-steps 2 --eval-k 4               # a smoke test
+    python train.py --model Qwen/Qwen2.5-Math-1.5B --data math500.jsonl --max-tokens 3072 \\
+        --n-votes 64 --n-train 32 --lr 5e-7 --lr-schedule cosine --kl-coef 0.001 --micro-batch 4
+
+Each step follows the numbered algorithm in README.md:
+  1. sample     N = --n-votes completions for each of --prompts-per-step questions
+  2. reward     vote over the N answers -> pseudo-label; reward 1 if a completion agrees, else 0
+  3. advantage  keep the first M = --n-train completions per question (samples are i.i.d., so the
+                first M are a uniform subset); group-normalised advantages over those M
+  4. loss       clipped GRPO surrogate (+ k3 KL to the frozen start model) on the completion tokens
+  5. step       AdamW step, gradient clipping, LR schedule
+  6. sync       the rollout engine gets the new weights
+  7. log        one line per step, metrics.jsonl, curves.png
+Before and after: eval.py's metrics on the same questions (this is where the true answers are read).
+
+Run folder (--out, default runs/<time>): config.json, metrics.jsonl, eval_before.json,
+eval_after.json, curves.png, final/ (HF format: load it with from_pretrained or eval.py --model).
+"""
+import argparse
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import data
+import grpo
+import tinymath
+from eval import evaluate
+from rewards import extract_answer, grade, majority_vote
+from sample import HFEngine, load_policy
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = ap.add_argument
+    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math' = the embedded model, built on first use)")
+    a("--data", default="tiny-math", help="'tiny-math' (embedded test split) or a .jsonl/.json file")
+    a("--question-key", default="question", help="field holding the question in --data")
+    a("--answer-key", default="answer", help="field holding the reference answer (read by evaluation only)")
+    a("--out", default=None, help="run folder (default runs/<date-time>)")
+    a("--seed", type=int, default=0, help="seed for data order, sampling and torch")
+    # TTRL
+    a("--n-votes", type=int, default=16, help="N: completions sampled per question, all of them vote")
+    a("--n-train", type=int, default=8, help="M <= N: completions per question used in the GRPO loss")
+    a("--prompts-per-step", type=int, default=8, help="questions per step")
+    a("--epochs", type=float, default=3, help="passes over the test questions")
+    a("--max-steps", type=int, default=None, help="stop after this many steps (default: from --epochs)")
+    a("--temperature", type=float, default=1.0, help="rollout sampling temperature (TTRL: 1.0)")
+    a("--top-p", type=float, default=1.0, help="rollout nucleus top-p (1.0 keeps the ratio unbiased)")
+    a("--max-tokens", type=int, default=64, help="max completion tokens, rollouts and evaluation")
+    # GRPO
+    a("--lr", type=float, default=5e-5, help="AdamW learning rate (tiny-math: 5e-5, 2e-4 collapses; TTRL on Qwen2.5-Math: 5e-7)")
+    a("--lr-schedule", default="constant", choices=["constant", "cosine"], help="after warm-up: constant or cosine to 0")
+    a("--warmup-ratio", type=float, default=0.0, help="fraction of steps with linear LR warm-up (TTRL: 0.03)")
+    a("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    a("--grad-clip", type=float, default=1.0, help="max gradient norm")
+    a("--updates-per-step", type=int, default=1, help="optimizer updates per rollout batch (mini-batches; >1 makes the ratio != 1)")
+    a("--micro-batch", type=int, default=64, help="completions per forward/backward (gradient accumulation; lower it if out of memory)")
+    a("--adv-scale", default="group", choices=["group", "batch", "none"], help="advantage std: per group (GRPO), batch, or none (Dr. GRPO)")
+    a("--loss-agg", default="token-mean", choices=["token-mean", "seq-mean-token-mean"], help="how token losses are averaged")
+    a("--eps-low", type=float, default=0.2, help="PPO clip: ratio floor 1 - eps_low")
+    a("--eps-high", type=float, default=0.2, help="PPO clip: ratio ceiling 1 + eps_high (DAPO: 0.28)")
+    a("--kl-coef", type=float, default=0.0, help="beta for the k3 KL to the start model (0 = no reference model; TTRL: 0.001)")
+    # engine + evaluation
+    a("--gen-batch", type=int, default=256, help="sequences per generate() call")
+    a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
+    a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
+    a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
+    args = ap.parse_args(argv)
+    if args.n_train < 2:
+        ap.error(f"--n-train {args.n_train}: GRPO needs at least 2 completions per group")
+    if args.n_train > args.n_votes:
+        ap.error(f"--n-train {args.n_train} > --n-votes {args.n_votes}: the trained completions are a subset of the voters")
+    return args
+
+
+# ----------------------------------------------------------------------------- model-side helpers
+def collate(rollouts, pad_id: int) -> dict:
+    """Prompt + completion, right-padded. Position t of `targets` is predicted by logits at t."""
+    seqs = [r.prompt_ids + r.ids for r in rollouts]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id)  # (n, L)
+    mask = torch.zeros(len(seqs), width - 1)  # (n, L-1): 1 where the target is a completion token
+    sampler_logp = torch.zeros(len(seqs), width - 1)  # (n, L-1)
+    for i, (r, s) in enumerate(zip(rollouts, seqs)):
+        ids[i, :len(s)] = torch.tensor(s)
+        p, c = len(r.prompt_ids), len(r.ids)
+        mask[i, p - 1:p - 1 + c] = 1
+        sampler_logp[i, p - 1:p - 1 + c] = torch.tensor(r.logprobs)
+    attn = (torch.arange(width) < torch.tensor([len(s) for s in seqs])[:, None]).long()  # (n, L)
+    return {"input_ids": ids, "attention_mask": attn, "targets": ids[:, 1:], "mask": mask, "sampler_logp": sampler_logp}
+
+
+def sequence_logprobs(model, batch: dict, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of each target token and the sampling entropy at each position: (n, L-1) each."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]  # (n, L-1, V)
+    logp = grpo.token_logprobs(logits, batch["targets"], temperature)  # (n, L-1)
+    with torch.no_grad():
+        entropy = grpo.token_entropy(logits, temperature)  # (n, L-1)
+    return logp, entropy
+
+
+def lr_lambda(args, total_steps: int):
+    warm = int(args.warmup_ratio * total_steps)
+
+    def f(step):
+        if step < warm:
+            return (step + 1) / warm
+        if args.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+        return 1.0
+    return f
+
+
+# ----------------------------------------------------------------------------- the loop
+def main(argv=None):
+    args = parse_args(argv)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(vars(args), indent=1))
+
+    model_path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
+    model, tok = load_policy(model_path)
+    tiny = data.is_tiny_math(model_path)
+    rows = data.load_rows(args.data, args.question_key, args.answer_key)
+    prompts = [data.make_prompt(r["question"], tok, tiny) for r in rows]
+    truths = [r["answer"] for r in rows]  # ground truth: evaluation and monitoring only, never the reward
+    ctx = getattr(model.config, "max_position_embeddings", None)
+    for i, p in enumerate(prompts):
+        if ctx and len(tok(p["text"])["input_ids"]) + args.max_tokens > ctx:
+            raise SystemExit(f"--data {args.data}: row {i + 1}'s prompt + --max-tokens {args.max_tokens} exceeds the model context ({ctx})")
+    engine = HFEngine(model, tok, batch_size=args.gen_batch)
+    print(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}")
+
+    def run_eval(tag):
+        if args.eval_k <= 0:
+            return {}
+        t = time.time()
+        summary, records = evaluate(engine, prompts, truths, args.eval_k, args.eval_temperature,
+                                    args.eval_top_p, args.max_tokens, seed=args.seed)
+        summary["seconds"] = round(time.time() - t, 1)
+        (out / f"eval_{tag}.json").write_text(json.dumps(summary, indent=1))
+        with open(out / f"eval_{tag}_questions.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        print(f"eval {tag}: " + " ".join(f"{k} {v:.3f}" for k, v in summary.items() if k != "n_questions"))
+        return summary
+
+    before = run_eval("before")
+
+    steps_per_epoch = math.ceil(len(rows) / args.prompts_per_step)
+    total = args.max_steps or max(1, round(args.epochs * steps_per_epoch))
+    ref = None
+    if args.kl_coef > 0:  # a frozen copy of the start model for the KL term
+        ref, _ = load_policy(model_path)
+        ref.eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args, total))
+    order: list[int] = []
+    log = open(out / "metrics.jsonl", "w")
+    model.train()
+    for step in tqdm(range(total), desc="TTRL", unit="step", disable=None):
+        t0 = time.time()
+        if len(order) < args.prompts_per_step:  # a new shuffled pass over the questions
+            order += random.sample(range(len(rows)), len(rows))
+        idx, order = order[:args.prompts_per_step], order[args.prompts_per_step:]
+
+        # 1. sample: N completions per question
+        groups = engine.generate([prompts[i] for i in idx], n=args.n_votes, temperature=args.temperature,
+                                 top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed * 100003 + step)
+        t1 = time.time()
+
+        # 2. reward: majority vote over all N answers -> pseudo-label -> 0/1 rewards
+        votes = [majority_vote([extract_answer(r.text) for r in g]) for g in groups]
+        rewards = torch.tensor(np.stack([v.rewards for v in votes]))  # (B, N)
+        t2 = time.time()
+
+        # 3. advantage: the first M completions of each group are trained
+        train_rewards = rewards[:, :args.n_train]  # (B, M)
+        adv = grpo.group_advantages(train_rewards, args.adv_scale).flatten()  # (B*M,)
+        batch = collate([r for g in groups for r in g[:args.n_train]], tok.pad_token_id)  # tensors (B*M, L-1)
+        with torch.no_grad():  # the policy that sampled (identical to the sampler's weights) and the reference
+            old_logp = torch.cat([sequence_logprobs(model, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
+            ref_logp = None if ref is None else torch.cat(
+                [sequence_logprobs(ref, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
+
+        # 4-5. loss and optimizer step(s); each update sees a slice of the rollouts
+        stats = {"clip_frac": [], "kl": [], "entropy": [], "grad_norm": []}
+        loss_total = 0.0
+        n_seq = batch["mask"].shape[0]
+        for u in range(args.updates_per_step):
+            sl = slice(u * n_seq // args.updates_per_step, (u + 1) * n_seq // args.updates_per_step)
+            upd = {k: v[sl] for k, v in batch.items()}
+            upd.update(old_logp=old_logp[sl], adv=adv[sl], ref_logp=None if ref_logp is None else ref_logp[sl])
+            # Micro-batches share one loss: weight each by its share of the denominator of --loss-agg.
+            denom = upd["mask"].sum() if args.loss_agg == "token-mean" else torch.tensor(float(len(upd["mask"])))
+            opt.zero_grad(set_to_none=True)
+            for mb in micro_batches(upd, args.micro_batch):
+                logp, ent = sequence_logprobs(model, mb, args.temperature)  # (m, L-1)
+                loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
+                                            mb["ref_logp"], args.kl_coef, args.loss_agg)
+                share = (mb["mask"].sum() if args.loss_agg == "token-mean" else float(len(mb["mask"]))) / denom
+                (loss * share).backward()
+                loss_total += loss.item() * share.item() / args.updates_per_step
+                stats["clip_frac"].append(st["clip_frac"])
+                stats["kl"].append(st.get("kl", 0.0))
+                stats["entropy"].append(grpo.masked_mean(ent, mb["mask"]).item())
+            stats["grad_norm"].append(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip).item())
+            opt.step()
+        sched.step()
+        t3 = time.time()
+
+        # 6. sync: the engine samples from the new weights next step
+        engine.sync(model)
+        t4 = time.time()
+
+        # 7. log (true answers are read here, for monitoring only)
+        truth = [truths[i] for i in idx]
+        true_rewards = np.array([[float(grade(extract_answer(r.text), tr)) for r in g] for g, tr in zip(groups, truth)])
+        m = {
+            "step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 3), "lr": sched.get_last_lr()[0],
+            "loss": loss_total, "reward_mean": train_rewards.mean().item(), "reward_std": train_rewards.std().item(),
+            "zero_std_frac": (train_rewards.std(1) == 0).float().mean().item(),
+            "majority_ratio": float(np.mean([v.majority_ratio for v in votes])),
+            "distinct_answers": float(np.mean([v.n_distinct for v in votes])),
+            "label_acc": float(np.mean([grade(v.label, tr) for v, tr in zip(votes, truth)])),
+            "reward_acc": float((rewards.numpy() == true_rewards).mean()),
+            "true_reward": float(true_rewards.mean()),
+            "clip_frac": float(np.mean(stats["clip_frac"])), "kl": float(np.mean(stats["kl"])),
+            "entropy": float(np.mean(stats["entropy"])), "grad_norm": float(np.mean(stats["grad_norm"])),
+            "response_len": float(batch["mask"].sum(1).mean()),
+            "truncated_frac": float(np.mean([r.truncated for g in groups for r in g])),
+            "t_sample": t1 - t0, "t_reward": t2 - t1, "t_train": t3 - t2, "t_sync": t4 - t3,
+        }
+        log.write(json.dumps(m) + "\n")
+        log.flush()
+        tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | label_acc {m['label_acc']:.2f} | "
+                   f"maj_ratio {m['majority_ratio']:.2f} | true_reward {m['true_reward']:.3f} | ent {m['entropy']:.3f} | "
+                   f"kl {m['kl']:.4f} | {t4 - t0:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})")
+    log.close()
+
+    after = run_eval("after")
+    model.save_pretrained(out / "final")
+    tok.save_pretrained(out / "final")
+    if tiny:  # keeps the tiny model's prompt format with the checkpoint
+        shutil.copy(Path(model_path) / "tinymath_build.json", out / "final")
+    plot_curves(out)
+    if before and after:
+        print(f"\n{'metric':<10}{'before':>9}{'after':>9}")
+        for k in before:
+            if k not in ("n_questions", "seconds"):
+                print(f"{k:<10}{before[k]:>9.3f}{after[k]:>9.3f}")
+        k = args.eval_k
+        print(f"TTRL claim (after avg@{k} >= before maj@{k}): {after[f'avg@{k}']:.3f} vs {before[f'maj@{k}']:.3f}")
+    print(f"run folder: {out}")
+    return out
+
+
+def micro_batches(batch: dict, size: int):
+    n = len(batch["mask"])
+    for s in range(0, n, size):
+        yield {k: (None if v is None else v[s:s + size]) for k, v in batch.items()}
+
+
+def plot_curves(out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    if not rows:
+        return
+    keys = ["reward_mean", "true_reward", "label_acc", "reward_acc", "majority_ratio", "distinct_answers",
+            "entropy", "kl", "clip_frac", "response_len", "zero_std_frac", "grad_norm"]
+    fig, axes = plt.subplots(3, 4, figsize=(16, 9))
+    x = [r["step"] for r in rows]
+    for ax, k in zip(axes.flat, keys):
+        ax.plot(x, [r[k] for r in rows])
+        ax.set_title(k)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=80)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
