@@ -61,6 +61,7 @@ class HFEngine:
         width = max(map(len, batch))
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch])  # (b, P) left-padded
         attention_mask = (torch.arange(width) >= torch.tensor([width - len(x) for x in batch])[:, None]).long()
+        input_ids, attention_mask = input_ids.to(self.model.device), attention_mask.to(self.model.device)
         greedy = temperature == 0
         gen = self.model.generate(
             input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens,
@@ -83,13 +84,13 @@ class HFEngine:
         return rollouts
 
 
-def load_policy(name_or_path: str, dtype=torch.float32):
+def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):
     """Load model + tokenizer from a local folder or a hub name; errors name the flag."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--model {name_or_path}: cannot load it ({type(e).__name__}: {str(e).splitlines()[0]})")
     if tok.pad_token_id is None:

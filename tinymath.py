@@ -38,9 +38,10 @@ from tqdm import tqdm
 # Pre-training text: each column slips independently. Keys are read by `solve`.
 SLIPS = {"drop_carry": 0.25, "off_by_one": 0.06, "fact_8_7": 0.45}
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder code changes.
+# head size 96/3 = 32: vLLM's CPU attention supports only some head sizes (32, 64, 80, 96, 128, ...).
 BUILD = dict(
-    version=2, seed=1234, digits=(2, 3, 4), n_test=128, test_seed=2024,
-    hidden=96, layers=3, heads=4, kv_heads=2, intermediate=256, max_positions=128,
+    version=3, seed=1234, digits=(2, 3, 4), n_test=128, test_seed=2024,
+    hidden=96, layers=3, heads=3, kv_heads=1, intermediate=256, max_positions=128,
     steps=600, batch=64, lr=3e-3, warmup=100, weight_decay=0.01, slips=SLIPS,
 )
 CHARS = list("0123456789+=:QA\\{}boxed \n")

@@ -48,6 +48,8 @@ def parse_args(argv=None):
     a("--answer-key", default="answer", help="field holding the reference answer (read by evaluation only)")
     a("--out", default=None, help="run folder (default runs/<date-time>)")
     a("--seed", type=int, default=0, help="seed for data order, sampling and torch")
+    a("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device of the policy (default: cuda if available)")
+    a("--dtype", default=None, choices=["float32", "bfloat16"], help="policy dtype (default: float32 on CPU, bfloat16 on GPU)")
     # TTRL
     a("--n-votes", type=int, default=16, help="N: completions sampled per question, all of them vote")
     a("--n-train", type=int, default=8, help="M <= N: completions per question used in the GRPO loss")
@@ -76,6 +78,7 @@ def parse_args(argv=None):
     a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
     a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
     args = ap.parse_args(argv)
+    args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
     if args.n_train < 2:
         ap.error(f"--n-train {args.n_train}: GRPO needs at least 2 completions per group")
     if args.n_train > args.n_votes:
@@ -131,7 +134,7 @@ def main(argv=None):
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
 
     model_path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
-    model, tok = load_policy(model_path)
+    model, tok = load_policy(model_path, args.dtype, args.device)
     tiny = data.is_tiny_math(model_path)
     rows = data.load_rows(args.data, args.question_key, args.answer_key)
     prompts = [data.make_prompt(r["question"], tok, tiny) for r in rows]
@@ -162,7 +165,7 @@ def main(argv=None):
     total = args.max_steps or max(1, round(args.epochs * steps_per_epoch))
     ref = None
     if args.kl_coef > 0:  # a frozen copy of the start model for the KL term
-        ref, _ = load_policy(model_path)
+        ref, _ = load_policy(model_path, args.dtype, args.device)
         ref.eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args, total))
@@ -182,13 +185,14 @@ def main(argv=None):
 
         # 2. reward: majority vote over all N answers -> pseudo-label -> 0/1 rewards
         votes = [majority_vote([extract_answer(r.text) for r in g]) for g in groups]
-        rewards = torch.tensor(np.stack([v.rewards for v in votes]))  # (B, N)
+        rewards = torch.tensor(np.stack([v.rewards for v in votes]), device=args.device)  # (B, N)
         t2 = time.time()
 
         # 3. advantage: the first M completions of each group are trained
         train_rewards = rewards[:, :args.n_train]  # (B, M)
         adv = grpo.group_advantages(train_rewards, args.adv_scale).flatten()  # (B*M,)
         batch = collate([r for g in groups for r in g[:args.n_train]], tok.pad_token_id)  # tensors (B*M, L-1)
+        batch = {k: v.to(args.device) for k, v in batch.items()}
         with torch.no_grad():  # the policy that sampled (identical to the sampler's weights) and the reference
             old_logp = torch.cat([sequence_logprobs(model, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
             ref_logp = None if ref is None else torch.cat(
@@ -234,7 +238,7 @@ def main(argv=None):
             "majority_ratio": float(np.mean([v.majority_ratio for v in votes])),
             "distinct_answers": float(np.mean([v.n_distinct for v in votes])),
             "label_acc": float(np.mean([grade(v.label, tr) for v, tr in zip(votes, truth)])),
-            "reward_acc": float((rewards.numpy() == true_rewards).mean()),
+            "reward_acc": float((rewards.cpu().numpy() == true_rewards).mean()),
             "true_reward": float(true_rewards.mean()),
             "clip_frac": float(np.mean(stats["clip_frac"])), "kl": float(np.mean(stats["kl"])),
             "entropy": float(np.mean(stats["entropy"])), "grad_norm": float(np.mean(stats["grad_norm"])),
