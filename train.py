@@ -12,7 +12,7 @@ Each step follows the numbered algorithm in README.md:
                 first M are a uniform subset); group-normalised advantages over those M
   4. loss       clipped GRPO surrogate (+ k3 KL to the frozen start model) on the completion tokens
   5. step       AdamW step, gradient clipping, LR schedule
-  6. sync       the rollout engine gets the new weights
+  6. sync       the rollout engine (vLLM by default) gets the new weights, in place
   7. log        one line per step, metrics.jsonl, curves.png
 Before and after: eval.py's metrics on the same questions (this is where the true answers are read).
 
@@ -36,7 +36,7 @@ import grpo
 import tinymath
 from eval import evaluate
 from rewards import extract_answer, grade, majority_vote
-from sample import HFEngine, load_policy
+from sample import load_policy, make_engine
 
 
 def parse_args(argv=None):
@@ -72,8 +72,13 @@ def parse_args(argv=None):
     a("--eps-low", type=float, default=0.2, help="PPO clip: ratio floor 1 - eps_low")
     a("--eps-high", type=float, default=0.2, help="PPO clip: ratio ceiling 1 + eps_high (DAPO: 0.28)")
     a("--kl-coef", type=float, default=0.0, help="beta for the k3 KL to the start model (0 = no reference model; TTRL: 0.001)")
+    a("--is-cap", type=float, default=2.0, help="truncated importance sampling: weight tokens by min(p_trainer / p_sampler, cap); 0 = off")
     # engine + evaluation
-    a("--gen-batch", type=int, default=256, help="sequences per generate() call")
+    a("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine: vllm, hf (transformers), auto = vllm if installed")
+    a("--gen-batch", type=int, default=256, help="hf engine: sequences per generate() call")
+    a("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB (lower it if out of memory)")
+    a("--vllm-gpu-memory", type=float, default=0.3, help="vllm on GPU: fraction of GPU memory for the engine; the trainer shares the GPU")
+    a("--tp", type=int, default=1, help="vllm tensor-parallel size (GPUs per engine) for models too big for one GPU")
     a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
     a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
     a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
@@ -127,8 +132,6 @@ def lr_lambda(args, total_steps: int):
 # ----------------------------------------------------------------------------- the loop
 def main(argv=None):
     args = parse_args(argv)
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
@@ -143,8 +146,11 @@ def main(argv=None):
     for i, p in enumerate(prompts):
         if ctx and len(tok(p["text"])["input_ids"]) + args.max_tokens > ctx:
             raise SystemExit(f"--data {args.data}: row {i + 1}'s prompt + --max-tokens {args.max_tokens} exceeds the model context ({ctx})")
-    engine = HFEngine(model, tok, batch_size=args.gen_batch)
+    engine = make_engine(args.engine, model, tok, model_path, args.dtype, args.gen_batch, seed=args.seed,
+                         kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory, tensor_parallel=args.tp)
     print(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}")
+    random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
+    torch.manual_seed(args.seed)
 
     def run_eval(tag):
         if args.eval_k <= 0:
@@ -198,6 +204,9 @@ def main(argv=None):
             ref_logp = None if ref is None else torch.cat(
                 [sequence_logprobs(ref, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
 
+        # The sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
+        sampler_gap = grpo.masked_mean((old_logp - batch["sampler_logp"]).abs(), batch["mask"]).item()
+
         # 4-5. loss and optimizer step(s); each update sees a slice of the rollouts
         stats = {"clip_frac": [], "kl": [], "entropy": [], "grad_norm": []}
         loss_total = 0.0
@@ -212,7 +221,8 @@ def main(argv=None):
             for mb in micro_batches(upd, args.micro_batch):
                 logp, ent = sequence_logprobs(model, mb, args.temperature)  # (m, L-1)
                 loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
-                                            mb["ref_logp"], args.kl_coef, args.loss_agg)
+                                            mb["ref_logp"], args.kl_coef, args.loss_agg,
+                                            mb["sampler_logp"] if args.is_cap > 0 else None, args.is_cap)
                 share = (mb["mask"].sum() if args.loss_agg == "token-mean" else float(len(mb["mask"]))) / denom
                 (loss * share).backward()
                 loss_total += loss.item() * share.item() / args.updates_per_step
@@ -240,7 +250,7 @@ def main(argv=None):
             "label_acc": float(np.mean([grade(v.label, tr) for v, tr in zip(votes, truth)])),
             "reward_acc": float((rewards.cpu().numpy() == true_rewards).mean()),
             "true_reward": float(true_rewards.mean()),
-            "clip_frac": float(np.mean(stats["clip_frac"])), "kl": float(np.mean(stats["kl"])),
+            "clip_frac": float(np.mean(stats["clip_frac"])), "kl": float(np.mean(stats["kl"])), "sampler_gap": sampler_gap,
             "entropy": float(np.mean(stats["entropy"])), "grad_norm": float(np.mean(stats["grad_norm"])),
             "response_len": float(batch["mask"].sum(1).mean()),
             "truncated_frac": float(np.mean([r.truncated for g in groups for r in g])),

@@ -87,3 +87,13 @@ def test_masked_mean_ignores_padding():
     mask = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     assert grpo.masked_mean(x, mask).item() == 3.0
     assert torch.equal(grpo.masked_mean(x, mask, dim=1), torch.tensor([1.0, 4.0]))
+
+
+def test_truncated_importance_weight():
+    # w = min(exp(old - sampler), cap): a token the sampler found 4x less likely counts 2x (cap 2),
+    # one it found 2x more likely counts 0.5x. With rho = 1 the loss per token is -w * A.
+    old = torch.zeros(1, 2)
+    sampler = torch.tensor([[-math.log(4), math.log(2)]])
+    loss, stats = grpo.policy_loss(old, old, torch.tensor([1.0]), torch.ones(1, 2), sampler_logp=sampler, is_cap=2.0)
+    assert math.isclose(loss.item(), -(2.0 + 0.5) / 2, rel_tol=1e-6)
+    assert math.isclose(stats["is_weight"], 1.25, rel_tol=1e-6)
