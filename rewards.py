@@ -31,8 +31,18 @@ TTRL reward (majority_vote / ttrl_rewards), for answers y_1..y_N (None = no answ
     - reward_i = 1.0 if y_i is in the label's cluster else 0.0;
     - majority_ratio = (label cluster size) / N, N counting the None answers too.
 
-Adding a reward mode (e.g. a frequency reward count(y_i)/N) means writing a new function
-on top of `cluster_answers`, which does the expensive equivalence work once.
+TTRV reward (frequency_rewards), same clusters, p(a) = (size of a's cluster) / N:
+    - reward_i = p(y_i), a soft majority (0 for None);
+    - entropy term, H = -sum_a p(a) ln p(a) over the clusters, in one of two forms:
+        "literal"    reward_i -= coef * H / ln(#clusters)   (TTRV's code; 0 when one cluster)
+        "per-sample" reward_i += coef * ln p(y_i)            (None counts as p = 1/N)
+      The literal term is the same number for every rollout of a prompt, so group-normalised
+      advantages (r - mean) / std cancel it exactly: it has no effect on GRPO. The per-sample
+      term differs between rollouts (rare answers lose more) and its group mean is -coef * H,
+      so it survives normalisation and still rewards a low-entropy answer distribution.
+
+Adding a reward mode means writing a new function on top of `cluster_answers`, which does the
+expensive equivalence work once.
 
 Tests: python -m pytest tests/test_rewards.py -q
 """
@@ -178,6 +188,7 @@ class Vote:
     majority_ratio: float  # winning cluster size / N (N includes None); 0.0 if no label
     cluster_ids: np.ndarray  # int (N,): cluster of each answer, -1 for None
     n_distinct: int  # number of clusters among the non-None answers
+    in_label: np.ndarray  # bool (N,): the answer is in the winning cluster (TTRL's 0/1 reward as a mask)
 
 
 def majority_vote(answers: list[str | None]) -> Vote:
@@ -185,7 +196,7 @@ def majority_vote(answers: list[str | None]) -> Vote:
     n = len(answers)
     ids, reps = cluster_answers(answers)
     if not reps:  # empty list or all None: nobody voted
-        return Vote(None, np.zeros(n, dtype=np.float32), 0.0, ids, 0)
+        return Vote(None, np.zeros(n, dtype=np.float32), 0.0, ids, 0, np.zeros(n, dtype=bool))
 
     sizes = np.bincount(ids[ids >= 0], minlength=len(reps))
     # A cluster's members share parseability: unparseable answers only ever match by
@@ -204,7 +215,29 @@ def majority_vote(answers: list[str | None]) -> Vote:
         majority_ratio=float(sizes[winner]) / n,
         cluster_ids=ids,
         n_distinct=len(reps),
+        in_label=ids == winner,
     )
+
+
+def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entropy_form: str = "per-sample") -> Vote:
+    """TTRV's frequency reward (+ entropy term); the label fields are the majority vote's."""
+    vote = majority_vote(answers)
+    n = len(answers)
+    ids = vote.cluster_ids
+    sizes = np.bincount(ids[ids >= 0], minlength=vote.n_distinct).astype(np.float64)
+    p_answer = np.where(ids >= 0, sizes[np.maximum(ids, 0)] / max(n, 1), 0.0)  # (N,) p(y_i)
+    rewards = p_answer.copy()
+    if entropy_coef:
+        if entropy_form == "literal":
+            p = sizes / sizes.sum() if sizes.sum() else sizes
+            h = -(p * np.log(p)).sum() if len(p) > 1 else 0.0
+            rewards -= entropy_coef * (h / np.log(len(p)) if len(p) > 1 else 0.0)
+        elif entropy_form == "per-sample":
+            rewards += entropy_coef * np.log(np.where(ids >= 0, p_answer, 1.0 / max(n, 1)))
+        else:
+            raise ValueError(f"unknown entropy form {entropy_form!r}: use literal or per-sample")
+    vote.rewards = rewards.astype(np.float32)
+    return vote
 
 
 def ttrl_rewards(texts: list[str]) -> Vote:

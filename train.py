@@ -35,7 +35,7 @@ import data
 import grpo
 import tinymath
 from eval import evaluate
-from rewards import extract_answer, grade, majority_vote
+from rewards import extract_answer, frequency_rewards, grade, majority_vote
 from sample import load_policy, make_engine
 
 
@@ -56,6 +56,9 @@ def parse_args(argv=None):
     a("--prompts-per-step", type=int, default=8, help="questions per step")
     a("--epochs", type=float, default=3, help="passes over the test questions")
     a("--max-steps", type=int, default=None, help="stop after this many steps (default: from --epochs)")
+    a("--reward", default="majority", choices=["majority", "frequency"], help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes the answer got (TTRV)")
+    a("--entropy-coef", type=float, default=0.0, help="TTRV entropy term weight (0 = off); see rewards.py")
+    a("--entropy-form", default="per-sample", choices=["per-sample", "literal"], help="per-sample: coef*log p(answer), survives group normalisation; literal: -coef*H, cancels (TTRV's code)")
     a("--temperature", type=float, default=1.0, help="rollout sampling temperature (TTRL: 1.0)")
     a("--top-p", type=float, default=1.0, help="rollout nucleus top-p (1.0 keeps the ratio unbiased)")
     a("--max-tokens", type=int, default=64, help="max completion tokens, rollouts and evaluation")
@@ -189,8 +192,12 @@ def main(argv=None):
                                  top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed * 100003 + step)
         t1 = time.time()
 
-        # 2. reward: majority vote over all N answers -> pseudo-label -> 0/1 rewards
-        votes = [majority_vote([extract_answer(r.text) for r in g]) for g in groups]
+        # 2. reward: majority vote over all N answers -> pseudo-label -> 0/1 rewards (or TTRV's frequency)
+        answers = [[extract_answer(r.text) for r in g] for g in groups]
+        if args.reward == "majority":
+            votes = [majority_vote(a) for a in answers]
+        else:
+            votes = [frequency_rewards(a, args.entropy_coef, args.entropy_form) for a in answers]
         rewards = torch.tensor(np.stack([v.rewards for v in votes]), device=args.device)  # (B, N)
         t2 = time.time()
 
@@ -248,7 +255,7 @@ def main(argv=None):
             "majority_ratio": float(np.mean([v.majority_ratio for v in votes])),
             "distinct_answers": float(np.mean([v.n_distinct for v in votes])),
             "label_acc": float(np.mean([grade(v.label, tr) for v, tr in zip(votes, truth)])),
-            "reward_acc": float((rewards.cpu().numpy() == true_rewards).mean()),
+            "reward_acc": float((np.stack([v.in_label for v in votes]) == true_rewards).mean()),
             "true_reward": float(true_rewards.mean()),
             "clip_frac": float(np.mean(stats["clip_frac"])), "kl": float(np.mean(stats["kl"])), "sampler_gap": sampler_gap,
             "entropy": float(np.mean(stats["entropy"])), "grad_norm": float(np.mean(stats["grad_norm"])),

@@ -1,5 +1,6 @@
 """Tests for rewards.py. Run: python -m pytest tests/test_rewards.py -q"""
 
+import math
 import threading
 import time
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rewards
-from rewards import extract_answer, grade, is_equivalent, majority_vote, ttrl_rewards
+from rewards import extract_answer, frequency_rewards, grade, is_equivalent, majority_vote, ttrl_rewards
 
 # ---------------------------------------------------------------------------
 # extract_answer
@@ -246,3 +247,41 @@ def test_vote_properties(answers, data):
     sizes = [np.sum(vote.cluster_ids == c) for c in can_win]
     if sizes.count(max(sizes)) == 1:
         assert shuffled.rewards.tolist() == vote.rewards[order].tolist()
+
+
+# --- TTRV: frequency reward and the two entropy forms ----------------------------------------
+
+def test_frequency_reward_counts_equivalent_answers_together():
+    # 1/2 and 0.5 are one answer with 3 votes of 5; "7" has 1; None has none.
+    vote = frequency_rewards(["1/2", "0.5", "7", None, "\\frac{1}{2}"])
+    assert np.allclose(vote.rewards, [3 / 5, 3 / 5, 1 / 5, 0.0, 3 / 5])
+    assert vote.label == "1/2"
+
+
+def test_entropy_forms_hand_computed():
+    answers = ["3", "3", "3", "5"]  # p = (3/4, 1/4)
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    literal = frequency_rewards(answers, 0.5, "literal").rewards
+    assert np.allclose(literal, np.array([0.75, 0.75, 0.75, 0.25]) - 0.5 * h / math.log(2))
+    per_sample = frequency_rewards(answers, 0.5, "per-sample").rewards
+    assert np.allclose(per_sample, [0.75 + 0.5 * math.log(0.75)] * 3 + [0.25 + 0.5 * math.log(0.25)])
+    assert math.isclose(np.mean(per_sample - frequency_rewards(answers).rewards), -0.5 * h, rel_tol=1e-6)
+    assert np.allclose(frequency_rewards(["4"] * 4, 0.5, "literal").rewards, 1.0)  # one answer: H = 0
+
+
+def test_literal_entropy_cancels_under_group_normalisation_per_sample_does_not():
+    import torch
+
+    import grpo
+
+    groups = [["3", "3", "3", "5"], ["1", "2", "2", None], ["8", "9", "8", "8"]]
+    adv = {form: grpo.group_advantages(torch.tensor(np.stack(
+        [frequency_rewards(g, 0.75 if form else 0.0, form or "literal").rewards for g in groups])))
+        for form in (None, "literal", "per-sample")}
+    assert torch.allclose(adv["literal"], adv[None], atol=1e-6)  # the same constant per group: gone
+    assert (adv["per-sample"] - adv[None]).abs().max() > 0.01  # survives: changes which rollouts win
+
+
+def test_vote_in_label_mask():
+    vote = majority_vote(["3", "5", "5", None])
+    assert vote.in_label.tolist() == [False, True, True, False]

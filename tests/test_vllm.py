@@ -86,3 +86,17 @@ def test_seeded_sampling_is_reproducible(setup):
     b = engine.generate(prompts, 4, 1.0, seed=7)
     assert [[r.ids for r in g] for g in a] == [[r.ids for r in g] for g in b]
     assert all(r.ids[-1] == engine.tok.eos_token_id or r.truncated for g in a for r in g)  # EOS kept, like hf
+
+
+def test_bad_input_messages_name_the_fix(setup, monkeypatch, tmp_path):
+    import sys
+
+    path, _, tok, _, _ = setup
+    with pytest.raises(SystemExit, match="lower --vllm-kv-gib"):  # a KV cache bigger than the machine
+        VLLMEngine(path, tok, kv_cache_gib=100_000)
+    (tmp_path / "weights_only").mkdir()
+    with pytest.raises(SystemExit, match="weights_only"):  # a folder vLLM cannot load: named, with the engine
+        VLLMEngine(str(tmp_path / "weights_only"), tok)
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as if vLLM were not installed
+    with pytest.raises(SystemExit, match="pip install -r requirements.txt"):
+        VLLMEngine(path, tok)
