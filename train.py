@@ -206,38 +206,13 @@ def main(argv=None):
         adv = grpo.group_advantages(train_rewards, args.adv_scale).flatten()  # (B*M,)
         batch = collate([r for g in groups for r in g[:args.n_train]], tok.pad_token_id)  # tensors (B*M, L-1)
         batch = {k: v.to(args.device) for k, v in batch.items()}
-        with torch.no_grad():  # the policy that sampled (identical to the sampler's weights) and the reference
-            old_logp = torch.cat([sequence_logprobs(model, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
-            ref_logp = None if ref is None else torch.cat(
-                [sequence_logprobs(ref, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
-
+        old_logp = frozen_logprobs(model, batch, args)  # (B*M, L-1) the policy that sampled (= the engine's weights)
+        ref_logp = None if ref is None else frozen_logprobs(ref, batch, args)
         # The sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
         sampler_gap = grpo.masked_mean((old_logp - batch["sampler_logp"]).abs(), batch["mask"]).item()
 
-        # 4-5. loss and optimizer step(s); each update sees a slice of the rollouts
-        stats = {"clip_frac": [], "kl": [], "entropy": [], "grad_norm": []}
-        loss_total = 0.0
-        n_seq = batch["mask"].shape[0]
-        for u in range(args.updates_per_step):
-            sl = slice(u * n_seq // args.updates_per_step, (u + 1) * n_seq // args.updates_per_step)
-            upd = {k: v[sl] for k, v in batch.items()}
-            upd.update(old_logp=old_logp[sl], adv=adv[sl], ref_logp=None if ref_logp is None else ref_logp[sl])
-            # Micro-batches share one loss: weight each by its share of the denominator of --loss-agg.
-            denom = upd["mask"].sum() if args.loss_agg == "token-mean" else torch.tensor(float(len(upd["mask"])))
-            opt.zero_grad(set_to_none=True)
-            for mb in micro_batches(upd, args.micro_batch):
-                logp, ent = sequence_logprobs(model, mb, args.temperature)  # (m, L-1)
-                loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
-                                            mb["ref_logp"], args.kl_coef, args.loss_agg,
-                                            mb["sampler_logp"] if args.is_cap > 0 else None, args.is_cap)
-                share = (mb["mask"].sum() if args.loss_agg == "token-mean" else float(len(mb["mask"]))) / denom
-                (loss * share).backward()
-                loss_total += loss.item() * share.item() / args.updates_per_step
-                stats["clip_frac"].append(st["clip_frac"])
-                stats["kl"].append(st.get("kl", 0.0))
-                stats["entropy"].append(grpo.masked_mean(ent, mb["mask"]).item())
-            stats["grad_norm"].append(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip).item())
-            opt.step()
+        # 4-5. loss and optimizer step(s)
+        stats = grpo_update(model, opt, {**batch, "old_logp": old_logp, "adv": adv, "ref_logp": ref_logp}, args)
         sched.step()
         t3 = time.time()
 
@@ -250,15 +225,15 @@ def main(argv=None):
         true_rewards = np.array([[float(grade(extract_answer(r.text), tr)) for r in g] for g, tr in zip(groups, truth)])
         m = {
             "step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 3), "lr": sched.get_last_lr()[0],
-            "loss": loss_total, "reward_mean": train_rewards.mean().item(), "reward_std": train_rewards.std().item(),
+            "loss": stats["loss"], "reward_mean": train_rewards.mean().item(), "reward_std": train_rewards.std().item(),
             "zero_std_frac": (train_rewards.std(1) == 0).float().mean().item(),
             "majority_ratio": float(np.mean([v.majority_ratio for v in votes])),
             "distinct_answers": float(np.mean([v.n_distinct for v in votes])),
             "label_acc": float(np.mean([grade(v.label, tr) for v, tr in zip(votes, truth)])),
             "reward_acc": float((np.stack([v.in_label for v in votes]) == true_rewards).mean()),
             "true_reward": float(true_rewards.mean()),
-            "clip_frac": float(np.mean(stats["clip_frac"])), "kl": float(np.mean(stats["kl"])), "sampler_gap": sampler_gap,
-            "entropy": float(np.mean(stats["entropy"])), "grad_norm": float(np.mean(stats["grad_norm"])),
+            "clip_frac": stats["clip_frac"], "kl": stats["kl"], "sampler_gap": sampler_gap,
+            "entropy": stats["entropy"], "grad_norm": stats["grad_norm"],
             "response_len": float(batch["mask"].sum(1).mean()),
             "truncated_frac": float(np.mean([r.truncated for g in groups for r in g])),
             "t_sample": t1 - t0, "t_reward": t2 - t1, "t_train": t3 - t2, "t_sync": t4 - t3,
@@ -285,6 +260,39 @@ def main(argv=None):
         print(f"TTRL claim (after avg@{k} >= before maj@{k}): {after[f'avg@{k}']:.3f} vs {before[f'maj@{k}']:.3f}")
     print(f"run folder: {out}")
     return out
+
+
+def frozen_logprobs(model, batch: dict, args) -> torch.Tensor:
+    """Log-probs without gradient, micro-batch by micro-batch: (n, L-1)."""
+    with torch.no_grad():
+        return torch.cat([sequence_logprobs(model, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
+
+
+def grpo_update(model, opt, batch: dict, args) -> dict:
+    """Steps 4-5: --updates-per-step optimizer updates, each on a slice of the rollouts, each slice
+    split into micro-batches whose gradients add up to the gradient of the slice's loss."""
+    stats = {"loss": 0.0, "clip_frac": [], "kl": [], "entropy": [], "grad_norm": []}
+    n_seq = len(batch["mask"])
+    for u in range(args.updates_per_step):
+        upd = {k: None if v is None else v[u * n_seq // args.updates_per_step:(u + 1) * n_seq // args.updates_per_step]
+               for k, v in batch.items()}
+        # One loss over the slice: weight each micro-batch by its share of --loss-agg's denominator.
+        size = (lambda b: b["mask"].sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b["mask"])))
+        opt.zero_grad(set_to_none=True)
+        for mb in micro_batches(upd, args.micro_batch):
+            logp, ent = sequence_logprobs(model, mb, args.temperature)  # (m, L-1)
+            loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
+                                        mb["ref_logp"], args.kl_coef, args.loss_agg,
+                                        mb["sampler_logp"] if args.is_cap > 0 else None, args.is_cap)
+            share = float(size(mb) / size(upd))
+            (loss * share).backward()
+            stats["loss"] += loss.item() * share / args.updates_per_step
+            stats["clip_frac"].append(st["clip_frac"])
+            stats["kl"].append(st.get("kl", 0.0))
+            stats["entropy"].append(grpo.masked_mean(ent, mb["mask"]).item())
+        stats["grad_norm"].append(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip).item())
+        opt.step()
+    return {k: v if k == "loss" else float(np.mean(v)) for k, v in stats.items()}
 
 
 def micro_batches(batch: dict, size: int):
