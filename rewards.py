@@ -101,7 +101,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from math_verify import parse, verify
@@ -268,9 +268,12 @@ def majority_vote(answers: list[str | None]) -> Vote:
     )
 
 
-def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entropy_form: str = "per-sample") -> Vote:
-    """TTRV's frequency reward (+ entropy term); the label fields are the majority vote's."""
-    vote = majority_vote(answers)
+def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entropy_form: str = "per-sample",
+                      vote: Vote | None = None) -> Vote:
+    """TTRV's frequency reward (+ entropy term); the label fields are the majority vote's.
+
+    Pass `vote` (majority_vote(answers)) when it is already computed: the clusters are reused."""
+    vote = vote or majority_vote(answers)
     n = len(answers)
     ids = vote.cluster_ids
     sizes = np.bincount(ids[ids >= 0], minlength=vote.n_distinct).astype(np.float64)
@@ -285,8 +288,7 @@ def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entr
             rewards += entropy_coef * np.log(np.where(ids >= 0, p_answer, 1.0 / max(n, 1)))
         else:
             raise ValueError(f"unknown entropy form {entropy_form!r}: use literal or per-sample")
-    vote.rewards = rewards.astype(np.float32)
-    return vote
+    return replace(vote, rewards=rewards.astype(np.float32))
 
 
 def ttrl_rewards(texts: list[str]) -> Vote:

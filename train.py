@@ -161,14 +161,14 @@ def main(argv=None):
     for i, p in enumerate(prompts):
         if ctx and len(tok(p["text"])["input_ids"]) + args.max_tokens > ctx:
             raise SystemExit(f"--data {args.data}: row {i + 1}'s prompt + --max-tokens {args.max_tokens} exceeds the model context ({ctx})")
-    engine = make_engine(args.engine, model, tok, model_path, args.dtype, args.gen_batch, seed=args.seed,
-                         kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory, tensor_parallel=args.tp)
+    engine_settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
+                           tensor_parallel=args.tp)
+    engine = make_engine(args.engine, model, tok, model_path, args.dtype, args.gen_batch, **engine_settings)
     encoder = load_encoder(args.encoder) if args.reward in ("centroid", "cluster", "cluster-continuous", "judge") else None
     judge, judge_policy = engine, model
     if args.reward == "judge" and args.judge_model:  # a separate, frozen judge with its own engine
         judge_policy, judge_tok = load_policy(args.judge_model, args.dtype, args.device)
-        judge = make_engine(args.engine, judge_policy, judge_tok, args.judge_model, args.dtype, args.gen_batch, seed=args.seed,
-                            kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory, tensor_parallel=args.tp)
+        judge = make_engine(args.engine, judge_policy, judge_tok, args.judge_model, args.dtype, args.gen_batch, **engine_settings)
     judge.context = getattr(judge_policy.config, "max_position_embeddings", None)
     print(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}")
     random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
@@ -289,7 +289,7 @@ def score_groups(groups, questions: list[str], args, encoder=None, judge=None):
     if args.reward == "majority":
         return votes, np.stack([v.rewards for v in votes]), [v.label for v in votes]
     if args.reward == "frequency":
-        freq = [frequency_rewards(a, args.entropy_coef, args.entropy_form) for a in answers]
+        freq = [frequency_rewards(a, args.entropy_coef, args.entropy_form, v) for a, v in zip(answers, votes)]
         return votes, np.stack([f.rewards for f in freq]), [v.label for v in votes]
     B, N = len(answers), len(answers[0])
     emb = encoder.encode([a or "" for group in answers for a in group]).reshape(B, N, -1)  # (B, N, D)
