@@ -1,78 +1,209 @@
 """Questions and prompts: load a test set, and turn each question into the prompt a model expects.
 
-    python data.py --data tiny-math                  # print the first rows and prompts
-    python data.py --data my.jsonl --question-key problem --answer-key solution
+    python data.py                                           # the embedded tiny-math questions
+    python data.py --data math500                            # MATH-500 from the hub (needs network once)
+    python data.py --data my.parquet --question-key problem --answer-key solution
+    python data.py --data math500 --model Qwen/Qwen2.5-Math-1.5B   # show the prompts that model gets
 
-`--data` is `tiny-math` (the embedded synthetic task, see tinymath.py) or a .jsonl / .json file of
-rows. Each row becomes {"question": str, "answer": str}. The answer is ground truth: only evaluation
-and monitoring read it; the TTRL reward never does.
+--data is one of
+  tiny-math                     the embedded synthetic task (tinymath.py)
+  math500 aime24 amc amc23 gsm8k  the hub data sets of the TTRL papers (HUB below), via `datasets`
+  a file                        .jsonl .json .parquet .csv, also read by `datasets`; --question-key
+                                and --answer-key name its columns
+Each row becomes {"question": str, "answer": str}. The answer is ground truth: only evaluation and
+monitoring read it; the TTRL reward never does. Extra columns (images, audio) can ride along by name.
 
-Prompts: the tiny model has its own plain format ("Q: ...\\nA:"); a model with a chat template gets
-it, with the Qwen2.5-Math instruction to reason step by step and box the answer; anything else gets
-the same instruction as plain text.
+Bad rows. A file that does not parse (bad JSON on some line) or lacks a named column is an error
+naming the file, the line or the column: the file is wrong and guessing would hide it. A row whose
+question or answer is empty is skipped and counted (printed): it can be neither asked nor graded,
+and one blank row among 500 should not end a run hours in.
+
+Prompts: the tiny model has its own format ("Q: ...\\nA:"). Other models get Qwen2.5-Math's
+instruction (reason step by step, answer in \\boxed{}) as the system message of their own chat
+template, or as plain text when they have none. --prompt-template FILE replaces both: a .txt file
+is the whole prompt with {question} in it; a .json file is a list of chat messages with {question}
+in a content, rendered through the model's chat template.
 """
 import argparse
 import json
+import math
 from pathlib import Path
+from typing import NamedTuple
 
 import tinymath
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-def load_rows(data: str, question_key: str = "question", answer_key: str = "answer") -> list[dict]:
-    """Rows as [{"question", "answer"}]. Errors name the flag, the file and the line."""
+class HubSet(NamedTuple):
+    path: str
+    config: str | None
+    split: str
+    question: str  # column names
+    answer: str
+    note: str
+
+
+# The test sets of the TTRL paper (and GSM8K), as published on the Hugging Face hub.
+HUB = {
+    "math500": HubSet("HuggingFaceH4/MATH-500", None, "test", "problem", "answer", "500 problems"),
+    "aime24": HubSet("HuggingFaceH4/aime_2024", None, "train", "problem", "answer", "30 problems, AIME 2024 I+II"),
+    "amc": HubSet("AI-MO/aimo-validation-amc", None, "train", "problem", "answer", "83 problems, TTRL's AMC"),
+    "amc23": HubSet("math-ai/amc23", None, "test", "question", "answer", "40 problems, AMC 2023"),
+    "gsm8k": HubSet("openai/gsm8k", "main", "test", "question", "answer", "1319 problems; answer after '####'"),
+}
+FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_rows(data: str, question_key: str = "question", answer_key: str = "answer",
+              extra_keys: dict[str, str] | None = None) -> list[dict]:
+    """Rows as [{"question", "answer", **extra}]; extra_keys maps a row field to a column, e.g.
+    {"images": "image"}. Errors are one line (SystemExit) naming the flag, the file and the line."""
     if data == "tiny-math":
         return tinymath.test_split()
+    if data in HUB:
+        h = HUB[data]
+        table = _load_hub(data, h)
+        question_key, answer_key = h.question, h.answer
+    elif Path(data).suffix in FILE_TYPES:
+        table = _load_file(data)
+    else:
+        raise SystemExit(f"--data {data}: unknown name; use tiny-math, {', '.join(HUB)}, "
+                         f"or a {'/'.join(FILE_TYPES)} file")
+    columns = {"question": question_key, "answer": answer_key, **(extra_keys or {})}
+    flags = {"question": "--question-key", "answer": "--answer-key"}
+    for field, key in columns.items():
+        if key not in table.column_names:
+            raise SystemExit(f"--data {data}: no column {key!r} ({flags.get(field, field)}); "
+                             f"columns: {', '.join(table.column_names)}")
+    rows, skipped = [], []
+    for i, r in enumerate(table, 1):
+        row = {field: r[key] for field, key in columns.items()}
+        row["question"], row["answer"] = _text(row["question"]), _text(row["answer"])
+        if data == "gsm8k":  # "... reasoning ... #### 1,234" -> "1234"
+            row["answer"] = row["answer"].split("####")[-1].replace(",", "").strip() if "####" in row["answer"] else ""
+        if row["question"] and row["answer"]:
+            rows.append(row)
+        else:
+            skipped.append(i)
+    if skipped:
+        print(f"--data {data}: skipped {len(skipped)} of {len(table)} rows with an empty question or answer "
+              f"(rows {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
+    if not rows:
+        raise SystemExit(f"--data {data}: no usable rows")
+    return rows
+
+
+def _text(value) -> str:
+    """A cell as text: None / NaN -> "", 142.0 -> "142" (numeric columns), else str, stripped."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _load_hub(name: str, h: HubSet):
+    import datasets
+
+    try:
+        return datasets.load_dataset(h.path, h.config, split=h.split)
+    except Exception as e:  # offline, renamed, gated: all end the same way for the user
+        raise SystemExit(f"--data {name}: could not load {h.path} from the hub ({type(e).__name__}); without "
+                         f"network, pass a local copy: --data FILE.parquet --question-key {h.question} "
+                         f"--answer-key {h.answer}") from None
+
+
+def _load_file(data: str):
+    import datasets
+
     path = Path(data)
-    if path.suffix not in (".jsonl", ".json"):
-        raise SystemExit(f"--data {data}: expected 'tiny-math' or a .jsonl/.json file")
     if not path.is_file():
         raise SystemExit(f"--data {data}: file not found")
-    text = path.read_text()
-    if path.suffix == ".json":
-        raw = json.loads(text)
-        raw = raw if isinstance(raw, list) else raw.get("data", raw)
-    else:
-        raw = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    raw.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise SystemExit(f"--data {data}: line {i} is not valid JSON ({e.msg})")
-    rows = []
-    for i, r in enumerate(raw, 1):
-        for key, flag in ((question_key, "--question-key"), (answer_key, "--answer-key")):
-            if key not in r:
-                raise SystemExit(f"--data {data}: row {i} has no {flag} {key!r} (keys: {sorted(r)})")
-        rows.append({"question": str(r[question_key]), "answer": str(r[answer_key])})
-    if not rows:
-        raise SystemExit(f"--data {data}: no rows")
-    return rows
+    kwargs = {}
+    if path.suffix == ".json":  # a list of rows, or {"data": [rows]}
+        try:
+            top = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--data {data}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        if isinstance(top, dict):
+            if not isinstance(top.get("data"), list):
+                raise SystemExit(f"--data {data}: expected a list of rows or {{\"data\": [rows]}}")
+            kwargs["field"] = "data"
+    elif path.suffix == ".jsonl":  # name the bad line; datasets' own error does not
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                if line.strip() and not isinstance(json.loads(line), dict):
+                    raise SystemExit(f"--data {data}: line {i} is not a JSON object")
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"--data {data}: line {i} is not valid JSON ({e.msg})") from None
+    if path.stat().st_size == 0:
+        raise SystemExit(f"--data {data}: no usable rows (empty file)")
+    try:
+        return datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train", **kwargs)
+    except Exception as e:
+        cause = e.__cause__ or e
+        raise SystemExit(f"--data {data}: could not read it as {path.suffix} ({type(cause).__name__}: "
+                         f"{str(cause).splitlines()[0] if str(cause) else ''})") from None
 
 
 def is_tiny_math(model_dir: str) -> bool:
     return (Path(model_dir) / "tinymath_build.json").exists()
 
 
-def make_prompt(question: str, tokenizer, tiny: bool) -> dict:
-    """A prompt dict for sample.py (images / audio would join as extra keys)."""
-    if tiny:
+def load_template(path: str | None):
+    """--prompt-template: None, a str (a .txt prompt) or a list of chat messages (a .json file)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"--prompt-template {path}: file not found")
+    if p.suffix == ".json":
+        msgs = json.loads(p.read_text())
+        if not (isinstance(msgs, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in msgs)):
+            raise SystemExit(f"--prompt-template {path}: expected a list of {{\"role\", \"content\"}} messages")
+        text = " ".join(m["content"] for m in msgs)
+    else:
+        msgs = text = p.read_text()
+    if "{question}" not in text:
+        raise SystemExit(f"--prompt-template {path}: no {{question}} placeholder")
+    return msgs
+
+
+def make_prompt(question: str, tokenizer, tiny: bool, template=None) -> dict:
+    """A prompt dict for sample.py (images / audio join as extra keys).
+
+    str.replace, not str.format: math prompts are full of braces (\\boxed{})."""
+    if isinstance(template, str):
+        return {"text": template.replace("{question}", question)}
+    if template is None and tiny:
         return {"text": tinymath.prompt_text(question)}
-    if tokenizer is not None and tokenizer.chat_template:
+    has_chat = tokenizer is not None and tokenizer.chat_template
+    if template is not None:
+        if not has_chat:
+            raise SystemExit("--prompt-template: a .json (chat) template needs a model with a chat template; use a .txt one")
+        msgs = [{**m, "content": m["content"].replace("{question}", question)} for m in template]
+    elif has_chat:
         msgs = [{"role": "system", "content": MATH_INSTRUCTION}, {"role": "user", "content": question}]
-        return {"text": tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)}
-    return {"text": f"Question: {question}\n{MATH_INSTRUCTION}\nAnswer:"}
+    else:
+        return {"text": f"Question: {question}\n{MATH_INSTRUCTION}\nAnswer:"}
+    return {"text": tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)}
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="tiny-math", help="'tiny-math' or a .jsonl/.json file")
-    ap.add_argument("--question-key", default="question", help="field holding the question")
-    ap.add_argument("--answer-key", default="answer", help="field holding the reference answer")
+    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, {', '.join(HUB)}, or a .jsonl/.json/.parquet/.csv file")
+    ap.add_argument("--question-key", default="question", help="column holding the question (files)")
+    ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
+    ap.add_argument("--model", default=None, help="show prompts as this model's tokenizer renders them")
+    ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question}")
     args = ap.parse_args()
     rows = load_rows(args.data, args.question_key, args.answer_key)
+    tok = None
+    if args.model:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(args.model)
+    tiny = args.model is None and args.data == "tiny-math"
     print(f"{len(rows)} rows")
     for r in rows[:3]:
-        print(json.dumps(r), "->", repr(make_prompt(r["question"], None, tiny=args.data == "tiny-math")["text"]))
+        print(json.dumps(r), "->", repr(make_prompt(r["question"], tok, tiny, load_template(args.prompt_template))["text"]))

@@ -170,7 +170,8 @@ def _parse(ans: str) -> tuple:
     try:
         # Wrapping in \boxed{} makes parse read the whole answer as one expression
         # instead of searching it for something that looks like an answer.
-        return tuple(parse("\\boxed{" + ans + "}"))
+        # A sentence's full stop after a number ("5.") is not part of the answer.
+        return tuple(parse("\\boxed{" + re.sub(r"(?<=\d)\.$", "", ans.strip()) + "}"))
     except Exception:
         return ()
 

@@ -2,8 +2,8 @@
 
     python train.py                                        # embedded tiny-math model, CPU, a few minutes
     python train.py --max-steps 2 --eval-k 4               # a smoke test
-    python train.py --model Qwen/Qwen2.5-Math-1.5B --data math500.jsonl --max-tokens 3072 \\
-        --n-votes 64 --n-train 32 --lr 5e-7 --lr-schedule cosine --kl-coef 0.001 --micro-batch 4
+    python train.py --preset ttrl-math500                  # the TTRL paper's MATH-500 recipe (GPU; see PRESETS)
+    python train.py --preset ttrl-aime24 --model Qwen/Qwen2.5-Math-7B --save-every 40
 
 Each step follows the numbered algorithm in README.md:
   1. sample     N = --n-votes completions for each of --prompts-per-step questions
@@ -17,7 +17,12 @@ Each step follows the numbered algorithm in README.md:
 Before and after: eval.py's metrics on the same questions (this is where the true answers are read).
 
 Run folder (--out, default runs/<time>): config.json, metrics.jsonl, eval_before.json,
-eval_after.json, curves.png, final/ (HF format: load it with from_pretrained or eval.py --model).
+eval_after.json, curves.png, checkpoints/step_*/ (--save-every), final/ (HF format: load them with
+from_pretrained, or evaluate them all with `python eval.py --model RUN_FOLDER`).
+
+Precision: weights and AdamW state stay float32; --dtype bfloat16 runs forward and backward under
+autocast. Pure bf16 weights would silently drop TTRL's updates: lr 5e-7 moves a weight of 0.02 by
+~5e-7, far below bf16's spacing there (~1e-4), so the sum rounds back to the old weight.
 """
 import argparse
 import json
@@ -34,7 +39,7 @@ from tqdm import tqdm
 import data
 import grpo
 import tinymath
-from eval import evaluate
+from eval import evaluate, format_summary
 from encoders import load_encoder
 from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract_answer, frequency_rewards, grade,
                      judge_prompt, judge_reference, judge_rewards, majority_vote, medoid_index)
@@ -43,18 +48,35 @@ from sample import load_policy, make_engine
 
 REWARDS = ["majority", "frequency", "centroid", "cluster", "cluster-continuous", "judge"]
 
+# The TTRL paper's recipes (shared/reference/ttrl-family.md): Qwen2.5-Math, 64 votes / 32 trained,
+# 8 prompts per step in mini-batches of 1 prompt (8 updates per step), lr 5e-7 cosine with 3% warm-up,
+# k3 KL 0.001, clip 0.2, T = 1.0, responses up to 3072 tokens. A preset sets defaults; flags override.
+_TTRL = dict(model="Qwen/Qwen2.5-Math-1.5B", n_votes=64, n_train=32, prompts_per_step=8, updates_per_step=8,
+             lr=5e-7, lr_schedule="cosine", warmup_ratio=0.03, weight_decay=0.01, kl_coef=0.001, eps_low=0.2,
+             eps_high=0.2, loss_agg="token-mean", temperature=1.0, top_p=1.0, max_tokens=3072, micro_batch=4,
+             eval_k=16, eval_temperature=0.6, eval_top_p=0.95)
+PRESETS = {
+    "ttrl-math500": {**_TTRL, "data": "math500", "epochs": 10},
+    "ttrl-aime24": {**_TTRL, "data": "aime24", "epochs": 80},
+    "ttrl-amc": {**_TTRL, "data": "amc", "epochs": 30},
+}
+
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
+    a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
     a("--model", default="tiny-math", help="model folder or hub name ('tiny-math' = the embedded model, built on first use)")
-    a("--data", default="tiny-math", help="'tiny-math' (embedded test split) or a .jsonl/.json file")
-    a("--question-key", default="question", help="field holding the question in --data")
-    a("--answer-key", default="answer", help="field holding the reference answer (read by evaluation only)")
+    a("--data", default="tiny-math", help=f"tiny-math (embedded), a hub set ({', '.join(data.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    a("--question-key", default="question", help="column holding the question (files)")
+    a("--answer-key", default="answer", help="column holding the reference answer (files; read by evaluation and monitoring only)")
+    a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data.py)")
     a("--out", default=None, help="run folder (default runs/<date-time>)")
     a("--seed", type=int, default=0, help="seed for data order, sampling and torch")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device of the policy (default: cuda if available)")
-    a("--dtype", default=None, choices=["float32", "bfloat16"], help="policy dtype (default: float32 on CPU, bfloat16 on GPU)")
+    a("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype of the trainer (autocast) and the engine; "
+      "weights and optimizer stay float32 (default: float32 on CPU, bfloat16 on GPU)")
+    a("--save-every", type=int, default=0, help="write checkpoints/step_N/ every N steps (0 = only final/)")
     # TTRL
     a("--n-votes", type=int, default=16, help="N: completions sampled per question, all of them vote")
     a("--n-train", type=int, default=8, help="M <= N: completions per question used in the GRPO loss")
@@ -97,6 +119,11 @@ def parse_args(argv=None):
     a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
     a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
     a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
+    preset = argparse.ArgumentParser(add_help=False)
+    preset.add_argument("--preset", default=None, choices=list(PRESETS))
+    name = preset.parse_known_args(argv)[0].preset
+    if name:
+        ap.set_defaults(**PRESETS[name])
     args = ap.parse_args(argv)
     args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
     if args.n_train < 2:
@@ -123,9 +150,12 @@ def collate(rollouts, pad_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": attn, "targets": ids[:, 1:], "mask": mask, "sampler_logp": sampler_logp}
 
 
-def sequence_logprobs(model, batch: dict, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of each target token and the sampling entropy at each position: (n, L-1) each."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]  # (n, L-1, V)
+def sequence_logprobs(model, batch: dict, temperature: float, dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of each target token and the sampling entropy at each position: (n, L-1) each.
+    dtype bfloat16: the forward runs under autocast (float32 weights); log-softmax is float32 either way."""
+    device = batch["input_ids"].device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]  # (n, L-1, V)
     logp = grpo.token_logprobs(logits, batch["targets"], temperature)  # (n, L-1)
     with torch.no_grad():
         entropy = grpo.token_entropy(logits, temperature)  # (n, L-1)
@@ -151,16 +181,22 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
 
+    rows = data.load_rows(args.data, args.question_key, args.answer_key)  # data first: its errors are instant
+    template = data.load_template(args.prompt_template)
     model_path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
-    model, tok = load_policy(model_path, args.dtype, args.device)
+    model, tok = load_policy(model_path, "float32", args.device)  # float32 master weights, see the docstring
     tiny = data.is_tiny_math(model_path)
-    rows = data.load_rows(args.data, args.question_key, args.answer_key)
-    prompts = [data.make_prompt(r["question"], tok, tiny) for r in rows]
-    truths = [r["answer"] for r in rows]  # ground truth: evaluation and monitoring only, never the reward
+    prompts = [data.make_prompt(r["question"], tok, tiny, template) for r in rows]
     ctx = getattr(model.config, "max_position_embeddings", None)
-    for i, p in enumerate(prompts):
-        if ctx and len(tok(p["text"])["input_ids"]) + args.max_tokens > ctx:
-            raise SystemExit(f"--data {args.data}: row {i + 1}'s prompt + --max-tokens {args.max_tokens} exceeds the model context ({ctx})")
+    if ctx:  # like an empty row (data.py): a question that cannot be answered within the context is skipped, counted
+        fits = [len(tok(p["text"])["input_ids"]) + args.max_tokens <= ctx for p in prompts]
+        if not all(fits):
+            print(f"--data {args.data}: skipped {fits.count(False)} of {len(rows)} rows whose prompt + --max-tokens "
+                  f"{args.max_tokens} exceeds the model context ({ctx}): rows {[i + 1 for i, f in enumerate(fits) if not f][:10]}")
+            if not any(fits):
+                raise SystemExit(f"--data {args.data}: no prompt fits the model context ({ctx}) with --max-tokens {args.max_tokens}")
+            rows, prompts = [r for r, f in zip(rows, fits) if f], [p for p, f in zip(prompts, fits) if f]
+    truths = [r["answer"] for r in rows]  # ground truth: evaluation and monitoring only, never the reward
     engine_settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
                            tensor_parallel=args.tp)
     engine = make_engine(args.engine, model, tok, model_path, args.dtype, args.gen_batch, **engine_settings)
@@ -179,12 +215,12 @@ def main(argv=None):
             return {}
         t = time.time()
         summary, records = evaluate(engine, prompts, truths, args.eval_k, args.eval_temperature,
-                                    args.eval_top_p, args.max_tokens, seed=args.seed)
+                                    args.eval_top_p, args.max_tokens, args.seed, [r["question"] for r in rows])
         summary["seconds"] = round(time.time() - t, 1)
         (out / f"eval_{tag}.json").write_text(json.dumps(summary, indent=1))
         with open(out / f"eval_{tag}_questions.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
-        print(f"eval {tag}: " + " ".join(f"{k} {v:.3f}" for k, v in summary.items() if k != "n_questions"))
+        print(f"eval {tag}: {format_summary(summary)}")
         return summary
 
     before = run_eval("before")
@@ -259,18 +295,17 @@ def main(argv=None):
         tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | label_acc {m['label_acc']:.2f} | "
                    f"maj_ratio {m['majority_ratio']:.2f} | true_reward {m['true_reward']:.3f} | ent {m['entropy']:.3f} | "
                    f"kl {m['kl']:.4f} | {t4 - t0:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})")
+        if args.save_every and m["step"] % args.save_every == 0 and m["step"] < total:
+            save_model(model, tok, out / "checkpoints" / f"step_{m['step']:06d}", model_path)
     log.close()
 
     after = run_eval("after")
-    model.save_pretrained(out / "final")
-    tok.save_pretrained(out / "final")
-    if tiny:  # keeps the tiny model's prompt format with the checkpoint
-        shutil.copy(Path(model_path) / "tinymath_build.json", out / "final")
+    save_model(model, tok, out / "final", model_path)
     plot_curves(out)
     if before and after:
         print(f"\n{'metric':<10}{'before':>9}{'after':>9}")
         for k in before:
-            if k not in ("n_questions", "seconds"):
+            if isinstance(before[k], float) and k != "seconds":
                 print(f"{k:<10}{before[k]:>9.3f}{after[k]:>9.3f}")
         k = args.eval_k
         print(f"TTRL claim (after avg@{k} >= before maj@{k}): {after[f'avg@{k}']:.3f} vs {before[f'maj@{k}']:.3f}")
@@ -317,10 +352,23 @@ def score_groups(groups, questions: list[str], args, encoder=None, judge=None):
     return votes, rewards, labels
 
 
+def save_model(model, tok, folder: Path, model_path: str) -> None:
+    """HF-format model + tokenizer, written to folder.tmp then renamed: a crash mid-write never
+    leaves a folder that looks complete (readers skip *.tmp)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if data.is_tiny_math(model_path):  # keeps the tiny model's prompt format with the checkpoint
+        shutil.copy(Path(model_path) / "tinymath_build.json", tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
 def frozen_logprobs(model, batch: dict, args) -> torch.Tensor:
     """Log-probs without gradient, micro-batch by micro-batch: (n, L-1)."""
     with torch.no_grad():
-        return torch.cat([sequence_logprobs(model, mb, args.temperature)[0] for mb in micro_batches(batch, args.micro_batch)])
+        return torch.cat([sequence_logprobs(model, mb, args.temperature, args.dtype)[0] for mb in micro_batches(batch, args.micro_batch)])
 
 
 def grpo_update(model, opt, batch: dict, args) -> dict:
@@ -335,7 +383,7 @@ def grpo_update(model, opt, batch: dict, args) -> dict:
         size = (lambda b: b["mask"].sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b["mask"])))
         opt.zero_grad(set_to_none=True)
         for mb in micro_batches(upd, args.micro_batch):
-            logp, ent = sequence_logprobs(model, mb, args.temperature)  # (m, L-1)
+            logp, ent = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (m, L-1)
             loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
                                         mb["ref_logp"], args.kl_coef, args.loss_agg,
                                         mb["sampler_logp"] if args.is_cap > 0 else None, args.is_cap)

@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from eval import evaluate, pass_at_k
+import numpy as np
+
+from eval import bootstrap_ci, evaluate, model_list, pass_at_k
 from sample import Rollout
 
 
@@ -37,5 +39,31 @@ def test_evaluate_hand_computed():
                  ["\\boxed{0.5}", "\\boxed{\\frac{1}{2}}", "\\boxed{2}", "\\boxed{0.5}"]],
     )
     summary, records = evaluate(engine, [{"text": "q1"}, {"text": "q2"}], ["5", "1/2"], k=4)
-    assert summary == {"greedy": 0.5, "avg@4": (0.25 + 0.75) / 2, "maj@4": 0.5, "pass@4": 1.0, "n_questions": 2}
+    ci = summary.pop("ci95")
+    # pass@j with n = 4: Q1 (c=1) 1/4, 1/2, 1; Q2 (c=3) 3/4, 1, 1
+    assert summary == {"greedy": 0.5, "avg@4": (0.25 + 0.75) / 2, "maj@4": 0.5, "pass@1": 0.5,
+                       "pass@2": 0.75, "pass@4": 1.0, "n_questions": 2}
+    assert ci["pass@4"] == [1.0, 1.0] and ci["greedy"] == [0.0, 1.0]
     assert records[0]["vote"] == "7" and records[1]["vote"] == "0.5"
+    assert records[0]["correct"] == [False, False, True, False]
+
+
+def test_bootstrap_matches_scipy():
+    # Our percentile bootstrap of a mean against scipy's (same method, independent resamples).
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(3).random(60) < 0.4  # 60 questions, ~40% right
+    ours = bootstrap_ci({"acc": x}, n_boot=20000, seed=1)["acc"]
+    ref = bootstrap((x.astype(float),), np.mean, n_resamples=20000, method="percentile", random_state=2).confidence_interval
+    assert abs(ours[0] - ref.low) < 0.02 and abs(ours[1] - ref.high) < 0.02
+    assert ours[0] < x.mean() < ours[1]
+    assert bootstrap_ci({"acc": np.ones(5)})["acc"] == [1.0, 1.0]
+
+
+def test_run_folder_expands_to_checkpoints_then_final(tmp_path):
+    run = tmp_path / "run"
+    for d in ["checkpoints/step_000020", "checkpoints/step_000010", "checkpoints/step_000030.tmp", "final"]:
+        (run / d).mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("")
+    assert model_list([str(run), "other/model"]) == [str(run / "checkpoints/step_000010"),
+                                                     str(run / "checkpoints/step_000020"), str(run / "final"), "other/model"]
