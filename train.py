@@ -53,7 +53,8 @@ REWARDS = ["majority", "frequency", "centroid", "cluster", "cluster-continuous",
 # k3 KL 0.001, clip 0.2, T = 1.0, responses up to 3072 tokens. A preset sets defaults; flags override.
 _TTRL = dict(model="Qwen/Qwen2.5-Math-1.5B", n_votes=64, n_train=32, prompts_per_step=8, updates_per_step=8,
              lr=5e-7, lr_schedule="cosine", warmup_ratio=0.03, weight_decay=0.01, kl_coef=0.001, eps_low=0.2,
-             eps_high=0.2, loss_agg="token-mean", temperature=1.0, top_p=1.0, max_tokens=3072, micro_batch=4,
+             eps_high=0.2, loss_agg="token-mean", temperature=1.0, top_p=1.0, max_tokens=3072, micro_batch=2,
+             grad_checkpointing=True,
              eval_k=16, eval_temperature=0.6, eval_top_p=0.95)
 PRESETS = {
     "ttrl-math500": {**_TTRL, "data": "math500", "epochs": 10},
@@ -104,6 +105,7 @@ def parse_args(argv=None):
     a("--grad-clip", type=float, default=1.0, help="max gradient norm")
     a("--updates-per-step", type=int, default=1, help="optimizer updates per rollout batch (mini-batches; >1 makes the ratio != 1)")
     a("--micro-batch", type=int, default=64, help="completions per forward/backward (gradient accumulation; lower it if out of memory)")
+    a("--grad-checkpointing", action="store_true", help="recompute activations during backward: much less memory for long responses, ~30%% more train time")
     a("--adv-scale", default="group", choices=["group", "batch", "none"], help="advantage std: per group (GRPO), batch, or none (Dr. GRPO)")
     a("--loss-agg", default="token-mean", choices=["token-mean", "seq-mean-token-mean"], help="how token losses are averaged")
     a("--eps-low", type=float, default=0.2, help="PPO clip: ratio floor 1 - eps_low")
@@ -186,6 +188,8 @@ def main(argv=None):
     model_path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
     model, tok = load_policy(model_path, "float32", args.device)  # float32 master weights, see the docstring
     tiny = data.is_tiny_math(model_path)
+    if args.grad_checkpointing:  # active in train mode only; the engines generate in eval mode
+        model.gradient_checkpointing_enable()
     prompts = [data.make_prompt(r["question"], tok, tiny, template) for r in rows]
     ctx = getattr(model.config, "max_position_embeddings", None)
     if ctx:  # like an empty row (data.py): a question that cannot be answered within the context is skipped, counted

@@ -93,9 +93,11 @@ def test_missing_model_names_the_flag(tmp_path):
         load_policy(str(tmp_path / "nope"))
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
-def test_micro_batching_gives_the_same_update(policy, agg):
-    # Gradient accumulation must reproduce the full-batch gradient for either loss aggregation.
+@pytest.mark.parametrize("agg,flags", [("token-mean", ["--micro-batch", "2"]), ("seq-mean-token-mean", ["--micro-batch", "2"]),
+                                       ("token-mean", ["--grad-checkpointing"])])
+def test_memory_savers_give_the_same_update(policy, agg, flags):
+    # Gradient accumulation (either loss aggregation) and gradient checkpointing must reproduce
+    # the plain full-batch update.
     import copy
 
     path, model, tok = policy
@@ -103,9 +105,11 @@ def test_micro_batching_gives_the_same_update(policy, agg):
     batch = train.collate([r for g in groups for r in g], tok.pad_token_id)
     batch["adv"] = torch.linspace(-1, 1, len(batch["mask"]))
     updated = []
-    for micro in (64, 2):
-        args = train.parse_args(["--micro-batch", str(micro), "--loss-agg", agg])
-        m = copy.deepcopy(model)
+    for argv in ([], flags):
+        args = train.parse_args(["--loss-agg", agg] + argv)
+        m = copy.deepcopy(model).train()
+        if args.grad_checkpointing:
+            m.gradient_checkpointing_enable()
         batch["old_logp"], batch["ref_logp"] = train.frozen_logprobs(m, batch, args), None
         train.grpo_update(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, args)
         updated.append(m.state_dict())
