@@ -100,7 +100,7 @@ def model_list(names: list[str]) -> list[str]:
     return out
 
 
-def main():
+def main(argv=None):
     import data
     import sample
     import tinymath
@@ -122,7 +122,7 @@ def main():
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model dtype")
     ap.add_argument("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB")
     ap.add_argument("--vllm-gpu-memory", type=float, default=0.85, help="vllm on GPU: fraction of GPU memory for the engine")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     models = model_list(args.model)
     rows = data.load_rows(args.data, args.question_key, args.answer_key)
@@ -162,6 +162,7 @@ def main():
     if out:
         (out / "report.json").write_text(json.dumps(report, indent=1))
         print(f"report: {out / 'report.json'}")
+    return report
 
 
 if __name__ == "__main__":

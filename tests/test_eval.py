@@ -67,3 +67,28 @@ def test_run_folder_expands_to_checkpoints_then_final(tmp_path):
     (run / "metrics.jsonl").write_text("")
     assert model_list([str(run), "other/model"]) == [str(run / "checkpoints/step_000010"),
                                                      str(run / "checkpoints/step_000020"), str(run / "final"), "other/model"]
+
+
+def test_cli_on_a_run_folder_reports_last_and_best(tmp_path):
+    # eval.py end to end (transformers engine) on a run folder whose checkpoints are the tiny model.
+    import json
+    import shutil
+
+    import eval as ev
+    import tinymath
+
+    run = tmp_path / "run"
+    for d in ["checkpoints/step_000005", "final"]:
+        shutil.copytree(tinymath.get_model(), run / d)
+    (run / "metrics.jsonl").write_text("")
+    rows = tinymath.test_split()[:6]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = ev.main(["--model", str(run), "--data", str(tmp_path / "q.jsonl"), "--k", "2", "--engine", "hf",
+                      "--out", str(tmp_path / "out")])
+    assert [m["model"] for m in report["models"]] == [str(run / "checkpoints/step_000005"), str(run / "final")]
+    assert report["last"] == str(run / "final") and report["best"] in (m["model"] for m in report["models"])
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["best_selected_by"] == "avg@2"
+    lines = (tmp_path / "out" / "01_final_questions.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    assert len(lines) == 6 and rec["question"] == rows[0]["question"] and rec["truth"] == rows[0]["answer"]
+    assert len(rec["samples"]) == len(rec["answers"]) == len(rec["correct"]) == 2
