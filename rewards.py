@@ -277,7 +277,8 @@ def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entr
     vote = vote or majority_vote(answers)
     n = len(answers)
     ids = vote.cluster_ids
-    sizes = np.bincount(ids[ids >= 0], minlength=vote.n_distinct).astype(np.float64)
+    # minlength >= 1: a group with no answer at all still indexes sizes[0] (masked out below)
+    sizes = np.bincount(ids[ids >= 0], minlength=max(vote.n_distinct, 1)).astype(np.float64)
     p_answer = np.where(ids >= 0, sizes[np.maximum(ids, 0)] / max(n, 1), 0.0)  # (N,) p(y_i)
     rewards = p_answer.copy()
     if entropy_coef:

@@ -28,19 +28,21 @@ import argparse
 import json
 import math
 import random
-import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+import checkpoint
 import data
 import grpo
 import tinymath
 from eval import evaluate, format_summary
 from encoders import load_encoder
+from monitor import CollapseMonitor, plot_curves
 from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract_answer, frequency_rewards, grade,
                      judge_prompt, judge_reference, judge_rewards, majority_vote, medoid_index)
 from sample import load_policy, make_engine
@@ -77,7 +79,9 @@ def parse_args(argv=None):
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device of the policy (default: cuda if available)")
     a("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype of the trainer (autocast) and the engine; "
       "weights and optimizer stay float32 (default: float32 on CPU, bfloat16 on GPU)")
-    a("--save-every", type=int, default=0, help="write checkpoints/step_N/ every N steps (0 = only final/)")
+    a("--save-every", type=int, default=10, help="write a checkpoint (model, optimizer, RNG, data order) every N steps; 0 = only final/")
+    a("--keep-checkpoints", type=int, default=5, help="model copies to keep in checkpoints/ (0 = all); only the newest keeps optimizer state")
+    a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest checkpoint, with its config.json (see checkpoint.py)")
     # TTRL
     a("--n-votes", type=int, default=16, help="N: completions sampled per question, all of them vote")
     a("--n-train", type=int, default=8, help="M <= N: completions per question used in the GRPO loss")
@@ -97,6 +101,7 @@ def parse_args(argv=None):
     a("--temperature", type=float, default=1.0, help="rollout sampling temperature (TTRL: 1.0)")
     a("--top-p", type=float, default=1.0, help="rollout nucleus top-p (1.0 keeps the ratio unbiased)")
     a("--max-tokens", type=int, default=64, help="max completion tokens, rollouts and evaluation")
+    a("--mask-truncated", action="store_true", help="leave completions that hit --max-tokens out of the loss (they still vote)")
     # GRPO
     a("--lr", type=float, default=5e-5, help="AdamW learning rate (tiny-math: 5e-5, 2e-4 collapses; TTRL on Qwen2.5-Math: 5e-7)")
     a("--lr-schedule", default="constant", choices=["constant", "cosine"], help="after warm-up: constant or cosine to 0")
@@ -121,13 +126,25 @@ def parse_args(argv=None):
     a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
     a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
     a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
+    # collapse monitor (TTRV's long runs collapsed): warn when a signal stays under its floor
+    a("--collapse-entropy", type=float, default=0.01, help="warn when the mean token entropy stays below this")
+    a("--collapse-distinct", type=float, default=1.1, help="warn when the mean number of distinct answers per question stays below this")
+    a("--collapse-patience", type=int, default=5, help="consecutive steps under a floor before the warning")
     preset = argparse.ArgumentParser(add_help=False)
     preset.add_argument("--preset", default=None, choices=list(PRESETS))
     name = preset.parse_known_args(argv)[0].preset
     if name:
         ap.set_defaults(**PRESETS[name])
     args = ap.parse_args(argv)
+    if args.resume:
+        # Which flags were typed? Those that overwrite a sentinel-filled namespace.
+        unset = object()
+        probe = ap.parse_args(argv, namespace=argparse.Namespace(**{k: unset for k in vars(args)}))
+        given = {k: v for k, v in vars(probe).items() if v is not unset}
+        args = argparse.Namespace(**checkpoint.resume_config(args.resume, given, vars(args)))
     args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    if args.encoder not in ("minilm", "tfidf") and "/" not in args.encoder and not Path(args.encoder).is_dir():
+        ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
     if args.n_train < 2:
         ap.error(f"--n-train {args.n_train}: GRPO needs at least 2 completions per group")
     if args.n_train > args.n_votes:
@@ -186,7 +203,11 @@ def main(argv=None):
     rows = data.load_rows(args.data, args.question_key, args.answer_key)  # data first: its errors are instant
     template = data.load_template(args.prompt_template)
     model_path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
-    model, tok = load_policy(model_path, "float32", args.device)  # float32 master weights, see the docstring
+    resume_from = checkpoint.latest(out) if args.resume else None
+    if args.resume:
+        print(f"--resume {out}: " + (f"from {resume_from.name}" if resume_from else "no complete checkpoint yet, from step 0"))
+    policy_path = str(resume_from or model_path)  # the policy (and its engine) start from the checkpoint
+    model, tok = load_policy(policy_path, "float32", args.device)  # float32 master weights, see the docstring
     tiny = data.is_tiny_math(model_path)
     if args.grad_checkpointing:  # active in train mode only; the engines generate in eval mode
         model.gradient_checkpointing_enable()
@@ -203,7 +224,7 @@ def main(argv=None):
     truths = [r["answer"] for r in rows]  # ground truth: evaluation and monitoring only, never the reward
     engine_settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
                            tensor_parallel=args.tp)
-    engine = make_engine(args.engine, model, tok, model_path, args.dtype, args.gen_batch, **engine_settings)
+    engine = make_engine(args.engine, model, tok, policy_path, args.dtype, args.gen_batch, **engine_settings)
     encoder = load_encoder(args.encoder) if args.reward in ("centroid", "cluster", "cluster-continuous", "judge") else None
     judge, judge_policy = engine, model
     if args.reward == "judge" and args.judge_model:  # a separate, frozen judge with its own engine
@@ -227,7 +248,8 @@ def main(argv=None):
         print(f"eval {tag}: {format_summary(summary)}")
         return summary
 
-    before = run_eval("before")
+    done_before = out / "eval_before.json"
+    before = json.loads(done_before.read_text()) if args.resume and done_before.exists() else run_eval("before")
 
     steps_per_epoch = math.ceil(len(rows) / args.prompts_per_step)
     total = args.max_steps or max(1, round(args.epochs * steps_per_epoch))
@@ -237,10 +259,14 @@ def main(argv=None):
         ref.eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args, total))
-    order: list[int] = []
-    log = open(out / "metrics.jsonl", "w")
+    start, order = checkpoint.restore(resume_from, opt, sched) if resume_from else (0, [])
+    checkpoint.trim_metrics(out / "metrics.jsonl", start)  # steps after the checkpoint are redone
+    log = open(out / "metrics.jsonl", "a")
+    monitor = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience)
+    nonfinite_skips = 0
+    extra = [Path(model_path) / "tinymath_build.json"] if tiny else []  # keeps the tiny prompt format with checkpoints
     model.train()
-    for step in tqdm(range(total), desc="TTRL", unit="step", disable=None):
+    for step in tqdm(range(start, total), desc="TTRL", unit="step", initial=start, total=total, disable=None):
         t0 = time.time()
         if len(order) < args.prompts_per_step:  # a new shuffled pass over the questions
             order += random.sample(range(len(rows)), len(rows))
@@ -259,16 +285,29 @@ def main(argv=None):
         # 3. advantage: the first M completions of each group are trained
         train_rewards = rewards[:, :args.n_train]  # (B, M)
         adv = grpo.group_advantages(train_rewards, args.adv_scale).flatten()  # (B*M,)
-        batch = collate([r for g in groups for r in g[:args.n_train]], tok.pad_token_id)  # tensors (B*M, L-1)
+        trained = [r for g in groups for r in g[:args.n_train]]
+        batch = collate(trained, tok.pad_token_id)  # tensors (B*M, L-1)
         batch = {k: v.to(args.device) for k, v in batch.items()}
-        old_logp = frozen_logprobs(model, batch, args)  # (B*M, L-1) the policy that sampled (= the engine's weights)
-        ref_logp = None if ref is None else frozen_logprobs(ref, batch, args)
+        truncated = torch.tensor([r.truncated for r in trained], device=args.device)  # (B*M,)
+        if args.mask_truncated:  # a cut-off completion never reached its answer: keep it out of the loss
+            batch["mask"] = batch["mask"] * ~truncated[:, None]  # (B*M, L-1)
+        old_logp, entropy = frozen_logprobs(model, batch, args)  # (B*M, L-1) the policy that sampled (= the engine's)
+        ref_logp = None if ref is None else frozen_logprobs(ref, batch, args)[0]
         # The sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
         sampler_gap = grpo.masked_mean((old_logp - batch["sampler_logp"]).abs(), batch["mask"]).item()
 
-        # 4-5. loss and optimizer step(s)
-        stats = grpo_update(model, opt, {**batch, "old_logp": old_logp, "adv": adv, "ref_logp": ref_logp}, args)
-        sched.step()
+        # 4-5. loss and optimizer step(s), unless nothing can be learned: every advantage is 0 (each
+        # group unanimous) or every trained token is masked. AdamW would still move the weights
+        # (momentum, weight decay) on a zero gradient, so skip the update itself.
+        if (adv == 0).all() or batch["mask"].sum() == 0:
+            stats, update = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "nonfinite": 0}, "no-signal"
+        else:
+            stats = grpo_update(model, opt, {**batch, "old_logp": old_logp, "adv": adv, "ref_logp": ref_logp}, args)
+            update = "nonfinite" if stats["nonfinite"] else "ok"
+        nonfinite_skips += stats["nonfinite"]
+        with warnings.catch_warnings():  # the schedule counts steps, updated or skipped (torch warns on a skip)
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`")
+            sched.step()
         t3 = time.time()
 
         # 6. sync: the engine samples from the new weights next step
@@ -289,23 +328,31 @@ def main(argv=None):
             "reward_acc": float(((rewards.cpu().numpy() >= 0.5) == true_rewards).mean()),
             "true_reward": float(true_rewards.mean()),
             "clip_frac": stats["clip_frac"], "kl": stats["kl"], "sampler_gap": sampler_gap,
-            "entropy": stats["entropy"], "grad_norm": stats["grad_norm"],
-            "response_len": float(batch["mask"].sum(1).mean()),
+            "entropy": grpo.masked_mean(entropy, batch["mask"]).item(), "grad_norm": stats["grad_norm"],
+            "response_len": float(np.mean([len(r.ids) for g in groups for r in g])),
             "truncated_frac": float(np.mean([r.truncated for g in groups for r in g])),
+            "truncated_trained": int(truncated.sum()), "update": update, "nonfinite_skips": nonfinite_skips,
             "t_sample": t1 - t0, "t_reward": t2 - t1, "t_train": t3 - t2, "t_sync": t4 - t3,
         }
+        m["collapse_warning"] = monitor.check(m)
         log.write(json.dumps(m) + "\n")
         log.flush()
         tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | label_acc {m['label_acc']:.2f} | "
                    f"maj_ratio {m['majority_ratio']:.2f} | true_reward {m['true_reward']:.3f} | ent {m['entropy']:.3f} | "
-                   f"kl {m['kl']:.4f} | {t4 - t0:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})")
+                   f"kl {m['kl']:.4f} | {t4 - t0:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})"
+                   + ("" if update == "ok" else f" | update skipped: {update}"))
+        if update == "nonfinite":
+            tqdm.write(f"WARNING step {m['step']}: non-finite loss or gradient, update skipped "
+                       f"({nonfinite_skips} so far); lower --lr or check the data")
+        if m["collapse_warning"]:
+            tqdm.write(f"WARNING step {m['step']}: {m['collapse_warning']}")
         if args.save_every and m["step"] % args.save_every == 0 and m["step"] < total:
-            save_model(model, tok, out / "checkpoints" / f"step_{m['step']:06d}", model_path)
+            checkpoint.save(out, m["step"], model, tok, opt, sched, order, extra, args.keep_checkpoints)
     log.close()
 
     after = run_eval("after")
-    save_model(model, tok, out / "final", model_path)
-    plot_curves(out)
+    checkpoint.write_model(out / "final", model, tok, extra)
+    plot_curves(out, args)
     if before and after:
         print(f"\n{'metric':<10}{'before':>9}{'after':>9}")
         for k in before:
@@ -356,29 +403,18 @@ def score_groups(groups, questions: list[str], args, encoder=None, judge=None):
     return votes, rewards, labels
 
 
-def save_model(model, tok, folder: Path, model_path: str) -> None:
-    """HF-format model + tokenizer, written to folder.tmp then renamed: a crash mid-write never
-    leaves a folder that looks complete (readers skip *.tmp)."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if data.is_tiny_math(model_path):  # keeps the tiny model's prompt format with the checkpoint
-        shutil.copy(Path(model_path) / "tinymath_build.json", tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-
-
-def frozen_logprobs(model, batch: dict, args) -> torch.Tensor:
-    """Log-probs without gradient, micro-batch by micro-batch: (n, L-1)."""
+def frozen_logprobs(model, batch: dict, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs and token entropies without gradient, micro-batch by micro-batch: (n, L-1) each."""
     with torch.no_grad():
-        return torch.cat([sequence_logprobs(model, mb, args.temperature, args.dtype)[0] for mb in micro_batches(batch, args.micro_batch)])
+        parts = [sequence_logprobs(model, mb, args.temperature, args.dtype) for mb in micro_batches(batch, args.micro_batch)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def grpo_update(model, opt, batch: dict, args) -> dict:
     """Steps 4-5: --updates-per-step optimizer updates, each on a slice of the rollouts, each slice
-    split into micro-batches whose gradients add up to the gradient of the slice's loss."""
-    stats = {"loss": 0.0, "clip_frac": [], "kl": [], "entropy": [], "grad_norm": []}
+    split into micro-batches whose gradients add up to the gradient of the slice's loss.
+    Guard: an update whose loss or gradient norm is NaN/inf is not applied (counted in "nonfinite")."""
+    stats = {"loss": 0.0, "clip_frac": [], "kl": [], "grad_norm": [], "nonfinite": 0}
     n_seq = len(batch["mask"])
     for u in range(args.updates_per_step):
         upd = {k: None if v is None else v[u * n_seq // args.updates_per_step:(u + 1) * n_seq // args.updates_per_step]
@@ -386,47 +422,32 @@ def grpo_update(model, opt, batch: dict, args) -> dict:
         # One loss over the slice: weight each micro-batch by its share of --loss-agg's denominator.
         size = (lambda b: b["mask"].sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b["mask"])))
         opt.zero_grad(set_to_none=True)
+        upd_loss = 0.0
         for mb in micro_batches(upd, args.micro_batch):
-            logp, ent = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (m, L-1)
+            logp, _ = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (m, L-1)
             loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
                                         mb["ref_logp"], args.kl_coef, args.loss_agg,
                                         mb["sampler_logp"] if args.is_cap > 0 else None, args.is_cap)
             share = float(size(mb) / size(upd))
             (loss * share).backward()
-            stats["loss"] += loss.item() * share / args.updates_per_step
+            upd_loss += loss.item() * share
             stats["clip_frac"].append(st["clip_frac"])
             stats["kl"].append(st.get("kl", 0.0))
-            stats["entropy"].append(grpo.masked_mean(ent, mb["mask"]).item())
-        stats["grad_norm"].append(torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip).item())
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip).item()
+        if not (math.isfinite(norm) and math.isfinite(upd_loss)):
+            opt.zero_grad(set_to_none=True)  # the weights and AdamW's moments stay as they were
+            stats["nonfinite"] += 1
+            continue
+        stats["loss"] += upd_loss / args.updates_per_step
+        stats["grad_norm"].append(norm)
         opt.step()
-    return {k: v if k == "loss" else float(np.mean(v)) for k, v in stats.items()}
+    return {k: v if k in ("loss", "nonfinite") else float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
 
 
 def micro_batches(batch: dict, size: int):
     n = len(batch["mask"])
     for s in range(0, n, size):
         yield {k: (None if v is None else v[s:s + size]) for k, v in batch.items()}
-
-
-def plot_curves(out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    if not rows:
-        return
-    keys = ["reward_mean", "true_reward", "label_acc", "reward_acc", "majority_ratio", "distinct_answers",
-            "entropy", "kl", "clip_frac", "response_len", "zero_std_frac", "grad_norm"]
-    fig, axes = plt.subplots(3, 4, figsize=(16, 9))
-    x = [r["step"] for r in rows]
-    for ax, k in zip(axes.flat, keys):
-        ax.plot(x, [r[k] for r in rows])
-        ax.set_title(k)
-        ax.set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=80)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

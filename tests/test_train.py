@@ -110,7 +110,7 @@ def test_memory_savers_give_the_same_update(policy, agg, flags):
         m = copy.deepcopy(model).train()
         if args.grad_checkpointing:
             m.gradient_checkpointing_enable()
-        batch["old_logp"], batch["ref_logp"] = train.frozen_logprobs(m, batch, args), None
+        batch["old_logp"], batch["ref_logp"] = train.frozen_logprobs(m, batch, args)[0], None
         train.grpo_update(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, args)
         updated.append(m.state_dict())
     moved = max((updated[0][k] - v).abs().max().item() for k, v in model.state_dict().items())
