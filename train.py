@@ -19,6 +19,10 @@ Before and after: eval.py's metrics on the same questions (this is where the tru
 Run folder (--out, default runs/<time>): config.json, metrics.jsonl, eval_before.json,
 eval_after.json, curves.png, checkpoints/step_*/ (--save-every), final/ (HF format: load them with
 from_pretrained, or evaluate them all with `python eval.py --model RUN_FOLDER`).
+A crashed or killed run continues with `python train.py --resume RUN_FOLDER` (checkpoint.py).
+Guards: an update with a NaN/inf loss or gradient is skipped and counted; a step with no learning
+signal (every group unanimous, or every trained token masked by --mask-truncated) makes no update;
+both show in metrics.jsonl ("update"), as do collapse warnings (monitor.py).
 
 Precision: weights and AdamW state stay float32; --dtype bfloat16 runs forward and backward under
 autocast. Pure bf16 weights would silently drop TTRL's updates: lr 5e-7 moves a weight of 0.02 by

@@ -122,8 +122,10 @@ def test_unanimous_step_updates_nothing(tmp_path, monkeypatch):
         votes, rewards, labels = real(groups, *a, **k)
         return votes, rewards * 0 + 1, labels
     monkeypatch.setattr(train, "score_groups", unanimous)
-    out = train.main(SMALL + ["--max-steps", "2", "--out", str(tmp_path / "run")])
+    out = train.main(SMALL + ["--max-steps", "2", "--out", str(tmp_path / "run"), "--collapse-distinct", "100",
+                              "--collapse-patience", "2"])
     assert [m["update"] for m in steps(out)] == ["no-signal", "no-signal"]
+    assert [bool(m["collapse_warning"]) for m in steps(out)] == [False, True]  # the monitor fires in a real run
     start, _ = load_policy(str(tinymath.get_model()))
     final, _ = load_policy(str(out / "final"))
     assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), final.state_dict().values()))
