@@ -7,22 +7,25 @@
 
 --data is one of
   tiny-math                     the embedded synthetic task (tinymath.py)
+  tiny-digits                   the embedded image task: shifted digit images (tinydigits.py)
   math500 aime24 amc amc23 gsm8k  the hub data sets of the TTRL papers (HUB below), via `datasets`
   a file                        .jsonl .json .parquet .csv, also read by `datasets`; --question-key
                                 and --answer-key name its columns
 Each row becomes {"question": str, "answer": str}. The answer is ground truth: only evaluation and
-monitoring read it; the TTRL reward never does. Extra columns (images, audio) can ride along by name.
+monitoring read it; the TTRL reward never does. --image-key names a column of images (file paths,
+relative to the data file, or images stored by `datasets`): rows then carry "images": [PIL images].
 
 Bad rows. A file that does not parse (bad JSON on some line) or lacks a named column is an error
 naming the file, the line or the column: the file is wrong and guessing would hide it. A row whose
 question or answer is empty is skipped and counted (printed): it can be neither asked nor graded,
 and one blank row among 500 should not end a run hours in.
 
-Prompts: the tiny model has its own format ("Q: ...\\nA:"). Other models get Qwen2.5-Math's
+Prompts: the tiny models have their own formats ("Q: ...\\nA:"). Other models get Qwen2.5-Math's
 instruction (reason step by step, answer in \\boxed{}) as the system message of their own chat
 template, or as plain text when they have none. --prompt-template FILE replaces both: a .txt file
 is the whole prompt with {question} in it; a .json file is a list of chat messages with {question}
-in a content, rendered through the model's chat template.
+in a content, rendered through the model's chat template. An image row puts an image placeholder
+before the question in the user turn (the processor's chat template turns it into image tokens).
 """
 import argparse
 import json
@@ -30,6 +33,7 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
+import tinydigits
 import tinymath
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -61,6 +65,8 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
     {"images": "image"}. Errors are one line (SystemExit) naming the flag, the file and the line."""
     if data == "tiny-math":
         return tinymath.test_split()
+    if data == "tiny-digits":
+        return tinydigits.test_split()
     if data in HUB:
         h = HUB[data]
         table = _load_hub(data, h)
@@ -68,7 +74,7 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
     elif Path(data).suffix in FILE_TYPES:
         table = _load_file(data)
     else:
-        raise SystemExit(f"--data {data}: unknown name; use tiny-math, {', '.join(HUB)}, "
+        raise SystemExit(f"--data {data}: unknown name; use tiny-math, tiny-digits, {', '.join(HUB)}, "
                          f"or a {'/'.join(FILE_TYPES)} file")
     columns = {"question": question_key, "answer": answer_key, **(extra_keys or {})}
     flags = {"question": "--question-key", "answer": "--answer-key"}
@@ -91,7 +97,34 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
               f"(rows {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
     if not rows:
         raise SystemExit(f"--data {data}: no usable rows")
+    if "images" in columns:
+        for i, row in enumerate(rows, 1):
+            row["images"] = open_images(row["images"], data, i)
     return rows
+
+
+def open_images(value, data: str, row: int) -> list:
+    """A cell of an image column -> [PIL images]. A cell may hold one image or a list: a path
+    (relative to the data file), a PIL image, or a datasets image dict {"bytes", "path"}."""
+    import io
+
+    from PIL import Image
+
+    images = []
+    for v in value if isinstance(value, list) else [value]:
+        source = v.get("path") if isinstance(v, dict) else v
+        try:
+            if isinstance(v, Image.Image):
+                img = v
+            elif isinstance(v, dict) and v.get("bytes"):
+                img = Image.open(io.BytesIO(v["bytes"]))
+            else:
+                path = Path(str(source))
+                img = Image.open(path if path.is_absolute() else Path(data).parent / path)
+            images.append(img.convert("RGB"))  # decodes now: a broken file fails here, not mid-run
+        except Exception as e:
+            raise SystemExit(f"--data {data}: row {row}: cannot read image {source!r} ({type(e).__name__})") from None
+    return images
 
 
 def _text(value) -> str:
@@ -151,6 +184,11 @@ def is_tiny_math(model_dir: str) -> bool:
     return (Path(model_dir) / "tinymath_build.json").exists()
 
 
+def embedded_format(model_dir: str) -> str | None:
+    """'tiny-math' / 'tiny-digits' for the embedded models (their own prompt formats), else None."""
+    return "tiny-math" if is_tiny_math(model_dir) else "tiny-digits" if tinydigits.is_tiny_digits(model_dir) else None
+
+
 def load_template(path: str | None):
     """--prompt-template: None, a str (a .txt prompt) or a list of chat messages (a .json file)."""
     if path is None:
@@ -170,15 +208,21 @@ def load_template(path: str | None):
     return msgs
 
 
-def make_prompt(question: str, tokenizer, tiny: bool, template=None) -> dict:
-    """A prompt dict for sample.py (images / audio join as extra keys).
+def make_prompt(question: str, tokenizer, embedded: str | None, template=None, images=None, processor=None) -> dict:
+    """A prompt dict for sample.py: {"text"} plus {"images"} for an image row.
+    embedded: 'tiny-math' / 'tiny-digits' (the embedded models' formats) or None. processor: a
+    vision model's processor, whose chat template knows the image placeholder.
 
     str.replace, not str.format: math prompts are full of braces (\\boxed{})."""
+    media = {"images": images} if images else {}
     if isinstance(template, str):
-        return {"text": template.replace("{question}", question)}
-    if template is None and tiny:
+        return {"text": template.replace("{question}", question), **media}
+    if template is None and embedded == "tiny-math":
         return {"text": tinymath.prompt_text(question)}
-    has_chat = tokenizer is not None and tokenizer.chat_template
+    if template is None and embedded == "tiny-digits":
+        return {"text": tinydigits.prompt_text(question), **media}
+    chat = processor if images and processor is not None else tokenizer
+    has_chat = chat is not None and chat.chat_template
     if template is not None:
         if not has_chat:
             raise SystemExit("--prompt-template: a .json (chat) template needs a model with a chat template; use a .txt one")
@@ -186,24 +230,29 @@ def make_prompt(question: str, tokenizer, tiny: bool, template=None) -> dict:
     elif has_chat:
         msgs = [{"role": "system", "content": MATH_INSTRUCTION}, {"role": "user", "content": question}]
     else:
-        return {"text": f"Question: {question}\n{MATH_INSTRUCTION}\nAnswer:"}
-    return {"text": tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)}
+        return {"text": f"Question: {question}\n{MATH_INSTRUCTION}\nAnswer:", **media}
+    if images:  # the image placeholders go first in the (last) user turn
+        user = msgs[-1]
+        msgs[-1] = {**user, "content": [{"type": "image"}] * len(images) + [{"type": "text", "text": user["content"]}]}
+    return {"text": chat.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), **media}
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, {', '.join(HUB)}, or a .jsonl/.json/.parquet/.csv file")
+    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, {', '.join(HUB)}, or a .jsonl/.json/.parquet/.csv file")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
+    ap.add_argument("--image-key", default=None, help="column holding images (files): paths or stored images")
     ap.add_argument("--model", default=None, help="show prompts as this model's tokenizer renders them")
     ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question}")
     args = ap.parse_args()
-    rows = load_rows(args.data, args.question_key, args.answer_key)
+    rows = load_rows(args.data, args.question_key, args.answer_key, {"images": args.image_key} if args.image_key else None)
     tok = None
     if args.model:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(args.model)
-    tiny = args.model is None and args.data == "tiny-math"
+    embedded = args.data if args.model is None and args.data in ("tiny-math", "tiny-digits") else None
     print(f"{len(rows)} rows")
     for r in rows[:3]:
-        print(json.dumps(r), "->", repr(make_prompt(r["question"], tok, tiny, load_template(args.prompt_template))["text"]))
+        p = make_prompt(r["question"], tok, embedded, load_template(args.prompt_template), r.get("images"))
+        print({k: v for k, v in r.items() if k != "images"}, "->", repr(p["text"]), f"+ {len(r.get('images', []))} image(s)")

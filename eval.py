@@ -103,12 +103,12 @@ def model_list(names: list[str]) -> list[str]:
 def main(argv=None):
     import data
     import sample
-    import tinymath
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["tiny-math"],
-                    help="model folders, hub names or run folders ('tiny-math' = the embedded model)")
-    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, {', '.join(data.HUB)}, or a .jsonl/.json/.parquet/.csv file")
+                    help="model folders, hub names or run folders ('tiny-math', 'tiny-digits' = the embedded models)")
+    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, {', '.join(data.HUB)}, or a .jsonl/.json/.parquet/.csv file")
+    ap.add_argument("--image-key", default=None, help="column holding each row's image(s) (files)")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
     ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (see data.py)")
@@ -125,19 +125,23 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     models = model_list(args.model)
-    rows = data.load_rows(args.data, args.question_key, args.answer_key)
+    rows = data.load_rows(args.data, args.question_key, args.answer_key, {"images": args.image_key} if args.image_key else None)
     template = data.load_template(args.prompt_template)
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results = []
     for i, name in enumerate(models):
-        path = str(tinymath.get_model()) if name == "tiny-math" else name
+        path = sample.resolve_model(name)
         model, tok = sample.load_policy(path, args.dtype)
-        engine = sample.make_engine(args.engine, model, tok, path, args.dtype, seed=args.seed, kv_cache_gib=args.vllm_kv_gib,
-                                    gpu_memory_utilization=args.vllm_gpu_memory)
+        processor = sample.load_processor(model)
+        if processor is None and any(r.get("images") for r in rows):
+            raise SystemExit(f"--data {args.data} has images but --model {name} has no vision tower")
+        engine = sample.make_engine(args.engine, model, tok, path, args.dtype, processor=processor, seed=args.seed,
+                                    kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory)
         print(f"[{i + 1}/{len(models)}] model {path} | engine {engine.name} | {len(rows)} questions")
-        prompts = [data.make_prompt(r["question"], tok, data.is_tiny_math(path), template) for r in rows]
+        prompts = [data.make_prompt(r["question"], tok, data.embedded_format(path), template, r.get("images"), processor)
+                   for r in rows]
         summary, records = evaluate(engine, prompts, [r["answer"] for r in rows], args.k, args.temperature,
                                     args.top_p, args.max_tokens, args.seed, [r["question"] for r in rows])
         print(format_summary(summary))
@@ -146,7 +150,7 @@ def main(argv=None):
             tag = f"{i:02d}_{Path(path).name}" if len(models) > 1 else Path(path).name
             with open(out / f"{tag}_questions.jsonl", "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
-        del engine, model
+        del engine, model, processor
         gc.collect()  # one engine at a time: free this one's KV cache before the next model loads
 
     key = f"avg@{args.k}"

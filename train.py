@@ -2,6 +2,7 @@
 
     python train.py                                        # embedded tiny-math model, CPU, a few minutes
     python train.py --max-steps 2 --eval-k 4               # a smoke test
+    python train.py --preset tiny-digits                   # TTRV on images: the embedded tiny vision-language model
     python train.py --preset ttrl-math500                  # the TTRL paper's MATH-500 recipe (GPU; see PRESETS)
     python train.py --preset ttrl-aime24 --model Qwen/Qwen2.5-Math-7B --save-every 40
 
@@ -43,13 +44,12 @@ from tqdm import tqdm
 import checkpoint
 import data
 import grpo
-import tinymath
 from eval import evaluate, format_summary
 from encoders import load_encoder
 from monitor import CollapseMonitor, plot_curves
 from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract_answer, frequency_rewards, grade,
                      judge_prompt, judge_reference, judge_rewards, majority_vote, medoid_index)
-from sample import load_policy, make_engine
+from sample import cat_mm, context_length, encode_prompt, load_policy, load_processor, make_engine, resolve_model
 
 
 REWARDS = ["majority", "frequency", "centroid", "cluster", "cluster-continuous", "judge"]
@@ -63,6 +63,11 @@ _TTRL = dict(model="Qwen/Qwen2.5-Math-1.5B", n_votes=64, n_train=32, prompts_per
              grad_checkpointing=True,
              eval_k=16, eval_temperature=0.6, eval_top_p=0.95)
 PRESETS = {
+    # TTRV (shared/reference/ttrl-family.md) on the embedded image task: frequency reward plus the
+    # entropy term in its per-sample form (the literal one cancels in group advantages).
+    "tiny-digits": dict(model="tiny-digits", data="tiny-digits", reward="frequency", entropy_coef=0.2,
+                        entropy_form="per-sample", n_votes=16, n_train=8, prompts_per_step=16, epochs=2,
+                        lr=1e-4, max_tokens=12, eval_k=16),
     "ttrl-math500": {**_TTRL, "data": "math500", "epochs": 10},
     "ttrl-aime24": {**_TTRL, "data": "aime24", "epochs": 80},
     "ttrl-amc": {**_TTRL, "data": "amc", "epochs": 30},
@@ -73,8 +78,10 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
     a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
-    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math' = the embedded model, built on first use)")
-    a("--data", default="tiny-math", help=f"tiny-math (embedded), a hub set ({', '.join(data.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits' = the embedded models, built on first use)")
+    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits (embedded), a hub set ({', '.join(data.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")
+    a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
     a("--question-key", default="question", help="column holding the question (files)")
     a("--answer-key", default="answer", help="column holding the reference answer (files; read by evaluation and monitoring only)")
     a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data.py)")
@@ -151,6 +158,8 @@ def parse_args(argv=None):
         ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
     if args.n_train < 2:
         ap.error(f"--n-train {args.n_train}: GRPO needs at least 2 completions per group")
+    if args.adapt_on < 0:
+        ap.error(f"--adapt-on {args.adapt_on}: a number of questions, 0 = all")
     if args.n_train > args.n_votes:
         ap.error(f"--n-train {args.n_train} > --n-votes {args.n_votes}: the trained completions are a subset of the voters")
     return args
@@ -170,15 +179,19 @@ def collate(rollouts, pad_id: int) -> dict:
         mask[i, p - 1:p - 1 + c] = 1
         sampler_logp[i, p - 1:p - 1 + c] = torch.tensor(r.logprobs)
     attn = (torch.arange(width) < torch.tensor([len(s) for s in seqs])[:, None]).long()  # (n, L)
-    return {"input_ids": ids, "attention_mask": attn, "targets": ids[:, 1:], "mask": mask, "sampler_logp": sampler_logp}
+    batch = {"input_ids": ids, "attention_mask": attn, "targets": ids[:, 1:], "mask": mask, "sampler_logp": sampler_logp}
+    if rollouts[0].mm:  # image prompts: each rollout's pixel tensors, joined per micro-batch (sample.cat_mm)
+        batch["mm"] = [r.mm for r in rollouts]
+    return batch
 
 
 def sequence_logprobs(model, batch: dict, temperature: float, dtype: str = "float32") -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each target token and the sampling entropy at each position: (n, L-1) each.
     dtype bfloat16: the forward runs under autocast (float32 weights); log-softmax is float32 either way."""
     device = batch["input_ids"].device.type
+    mm = {k: v.to(batch["input_ids"].device) for k, v in cat_mm(batch.get("mm", [])).items()}  # e.g. pixel_values (n, 3, H, W)
     with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]  # (n, L-1, V)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **mm).logits[:, :-1]  # (n, L-1, V)
     logp = grpo.token_logprobs(logits, batch["targets"], temperature)  # (n, L-1)
     with torch.no_grad():
         entropy = grpo.token_entropy(logits, temperature)  # (n, L-1)
@@ -204,21 +217,25 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
 
-    rows = data.load_rows(args.data, args.question_key, args.answer_key)  # data first: its errors are instant
+    rows = data.load_rows(args.data, args.question_key, args.answer_key,  # data first: its errors are instant
+                          {"images": args.image_key} if args.image_key else None)
     template = data.load_template(args.prompt_template)
-    model_path = str(tinymath.get_model()) if args.model == "tiny-math" else args.model
+    model_path = resolve_model(args.model)
     resume_from = checkpoint.latest(out) if args.resume else None
     if args.resume:
         print(f"--resume {out}: " + (f"from {resume_from.name}" if resume_from else "no complete checkpoint yet, from step 0"))
     policy_path = str(resume_from or model_path)  # the policy (and its engine) start from the checkpoint
     model, tok = load_policy(policy_path, "float32", args.device)  # float32 master weights, see the docstring
-    tiny = data.is_tiny_math(model_path)
+    processor = load_processor(model)  # a vision-language model's image pipeline, else None
+    embedded = data.embedded_format(model_path)
+    if processor is None and any(r.get("images") for r in rows):
+        raise SystemExit(f"--data {args.data} has images but --model {args.model} has no vision tower")
     if args.grad_checkpointing:  # active in train mode only; the engines generate in eval mode
         model.gradient_checkpointing_enable()
-    prompts = [data.make_prompt(r["question"], tok, tiny, template) for r in rows]
-    ctx = getattr(model.config, "max_position_embeddings", None)
+    prompts = [data.make_prompt(r["question"], tok, embedded, template, r.get("images"), processor) for r in rows]
+    ctx = context_length(model)
     if ctx:  # like an empty row (data.py): a question that cannot be answered within the context is skipped, counted
-        fits = [len(tok(p["text"])["input_ids"]) + args.max_tokens <= ctx for p in prompts]
+        fits = [len(encode_prompt(p, tok, processor)[0]) + args.max_tokens <= ctx for p in prompts]
         if not all(fits):
             print(f"--data {args.data}: skipped {fits.count(False)} of {len(rows)} rows whose prompt + --max-tokens "
                   f"{args.max_tokens} exceeds the model context ({ctx}): rows {[i + 1 for i, f in enumerate(fits) if not f][:10]}")
@@ -228,13 +245,13 @@ def main(argv=None):
     truths = [r["answer"] for r in rows]  # ground truth: evaluation and monitoring only, never the reward
     engine_settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
                            tensor_parallel=args.tp)
-    engine = make_engine(args.engine, model, tok, policy_path, args.dtype, args.gen_batch, **engine_settings)
+    engine = make_engine(args.engine, model, tok, policy_path, args.dtype, args.gen_batch, processor, **engine_settings)
     encoder = load_encoder(args.encoder) if args.reward in ("centroid", "cluster", "cluster-continuous", "judge") else None
     judge, judge_policy = engine, model
     if args.reward == "judge" and args.judge_model:  # a separate, frozen judge with its own engine
         judge_policy, judge_tok = load_policy(args.judge_model, args.dtype, args.device)
         judge = make_engine(args.engine, judge_policy, judge_tok, args.judge_model, args.dtype, args.gen_batch, **engine_settings)
-    judge.context = getattr(judge_policy.config, "max_position_embeddings", None)
+    judge.context = context_length(judge_policy)
     print(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}")
     random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
     torch.manual_seed(args.seed)
@@ -255,7 +272,10 @@ def main(argv=None):
     done_before = out / "eval_before.json"
     before = json.loads(done_before.read_text()) if args.resume and done_before.exists() else run_eval("before")
 
-    steps_per_epoch = math.ceil(len(rows) / args.prompts_per_step)
+    # The questions trained on: all of them, or --adapt-on of them (evaluation always covers all)
+    pool = sorted(random.Random(args.seed).sample(range(len(rows)), args.adapt_on)) if args.adapt_on else list(range(len(rows)))
+    per_step = min(args.prompts_per_step, len(pool))
+    steps_per_epoch = math.ceil(len(pool) / per_step)
     total = args.max_steps or max(1, round(args.epochs * steps_per_epoch))
     ref = None
     if args.kl_coef > 0:  # a frozen copy of the start model for the KL term
@@ -268,13 +288,15 @@ def main(argv=None):
     log = open(out / "metrics.jsonl", "a")
     monitor = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience)
     nonfinite_skips = 0
-    extra = [Path(model_path) / "tinymath_build.json"] if tiny else []  # keeps the tiny prompt format with checkpoints
+    # the embedded models' marker files keep their prompt formats with every checkpoint
+    extra = [f for f in Path(model_path).glob("tiny*_build.json")] if embedded else []
+    saver = processor or tok  # a processor saves the tokenizer and the image pipeline
     model.train()
     for step in tqdm(range(start, total), desc="TTRL", unit="step", initial=start, total=total, disable=None):
         t0 = time.time()
-        if len(order) < args.prompts_per_step:  # a new shuffled pass over the questions
-            order += random.sample(range(len(rows)), len(rows))
-        idx, order = order[:args.prompts_per_step], order[args.prompts_per_step:]
+        if len(order) < per_step:  # a new shuffled pass over the questions
+            order += random.sample(pool, len(pool))
+        idx, order = order[:per_step], order[per_step:]
 
         # 1. sample: N completions per question
         groups = engine.generate([prompts[i] for i in idx], n=args.n_votes, temperature=args.temperature,
@@ -291,7 +313,7 @@ def main(argv=None):
         adv = grpo.group_advantages(train_rewards, args.adv_scale).flatten()  # (B*M,)
         trained = [r for g in groups for r in g[:args.n_train]]
         batch = collate(trained, tok.pad_token_id)  # tensors (B*M, L-1)
-        batch = {k: v.to(args.device) for k, v in batch.items()}
+        batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         truncated = torch.tensor([r.truncated for r in trained], device=args.device)  # (B*M,)
         if args.mask_truncated:  # a cut-off completion never reached its answer: keep it out of the loss
             batch["mask"] = batch["mask"] * ~truncated[:, None]  # (B*M, L-1)
@@ -351,11 +373,11 @@ def main(argv=None):
         if m["collapse_warning"]:
             tqdm.write(f"WARNING step {m['step']}: {m['collapse_warning']}")
         if args.save_every and m["step"] % args.save_every == 0 and m["step"] < total:
-            checkpoint.save(out, m["step"], model, tok, opt, sched, order, extra, args.keep_checkpoints)
+            checkpoint.save(out, m["step"], model, saver, opt, sched, order, extra, args.keep_checkpoints)
     log.close()
 
     after = run_eval("after")
-    checkpoint.write_model(out / "final", model, tok, extra)
+    checkpoint.write_model(out / "final", model, saver, extra)
     plot_curves(out, args)
     if before and after:
         print(f"\n{'metric':<10}{'before':>9}{'after':>9}")

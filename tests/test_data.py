@@ -49,8 +49,8 @@ def test_numeric_answers_become_text(tmp_path):
 
 
 def test_extra_columns_ride_along(tmp_path):
-    path = write(tmp_path / "img.jsonl", [{"question": "q", "answer": "1", "image": "a.png"}])
-    assert data.load_rows(path, extra_keys={"images": "image"}) == [{"question": "q", "answer": "1", "images": "a.png"}]
+    path = write(tmp_path / "x.jsonl", [{"question": "q", "answer": "1", "src": "book 2"}])
+    assert data.load_rows(path, extra_keys={"source": "src"}) == [{"question": "q", "answer": "1", "source": "book 2"}]
 
 
 def test_empty_rows_are_skipped_and_counted(tmp_path, capsys):
@@ -84,7 +84,7 @@ def test_missing_column_names_key_and_columns(tmp_path):
 
 
 def test_unknown_name_lists_the_known_ones(tmp_path):
-    with pytest.raises(SystemExit, match="unknown name; use tiny-math, math500, aime24, amc, amc23, gsm8k"):
+    with pytest.raises(SystemExit, match="unknown name; use tiny-math, tiny-digits, math500, aime24, amc, amc23, gsm8k"):
         data.load_rows("math501")
     with pytest.raises(SystemExit, match="file not found"):
         data.load_rows(str(tmp_path / "nope.parquet"))
@@ -118,7 +118,7 @@ def tiny_tok():
 def test_text_template(tmp_path, tiny_tok):
     (tmp_path / "t.txt").write_text("Solve {question} in \\boxed{}.")
     t = data.load_template(str(tmp_path / "t.txt"))
-    assert data.make_prompt("1+2", tiny_tok, tiny=True, template=t) == {"text": "Solve 1+2 in \\boxed{}."}
+    assert data.make_prompt("1+2", tiny_tok, embedded="tiny-math", template=t) == {"text": "Solve 1+2 in \\boxed{}."}
 
 
 def test_template_errors(tmp_path, tiny_tok):
@@ -130,7 +130,7 @@ def test_template_errors(tmp_path, tiny_tok):
         data.load_template(str(tmp_path / "bad.json"))
     (tmp_path / "chat.json").write_text('[{"role": "user", "content": "{question}"}]')
     with pytest.raises(SystemExit, match="needs a model with a chat template"):
-        data.make_prompt("1+2", tiny_tok, tiny=True, template=data.load_template(str(tmp_path / "chat.json")))
+        data.make_prompt("1+2", tiny_tok, embedded="tiny-math", template=data.load_template(str(tmp_path / "chat.json")))
     with pytest.raises(SystemExit, match="file not found"):
         data.load_template(str(tmp_path / "nope.txt"))
 
@@ -148,18 +148,18 @@ def test_chat_template_path_on_the_tiny_model(tmp_path, tiny_tok):
     tok = tiny_tok.__class__.from_pretrained(tinymath.get_model())
     tok.chat_template = CHAT
     q = tinymath.test_split()[0]
-    prompt = data.make_prompt(q["question"], tok, tiny=False)
+    prompt = data.make_prompt(q["question"], tok, embedded=None)
     assert prompt["text"] == tinymath.prompt_text(q["question"])
     # a .json template goes through the same chat template
     (tmp_path / "chat.json").write_text(json.dumps([{"role": "user", "content": "{question}"}]))
-    assert data.make_prompt(q["question"], tok, tiny=False, template=data.load_template(str(tmp_path / "chat.json"))) == prompt
+    assert data.make_prompt(q["question"], tok, embedded=None, template=data.load_template(str(tmp_path / "chat.json"))) == prompt
     model, _ = load_policy(str(tinymath.get_model()))
     (out,), = HFEngine(model, tok).generate([prompt], n=1, temperature=0.0, max_tokens=64)
     assert f"\\boxed{{{q['answer']}}}" in out.text
 
 
 def test_no_chat_template_gets_plain_instruction(tiny_tok):
-    assert data.make_prompt("1+2", tiny_tok, tiny=False)["text"] == f"Question: 1+2\n{data.MATH_INSTRUCTION}\nAnswer:"
+    assert data.make_prompt("1+2", tiny_tok, embedded=None)["text"] == f"Question: 1+2\n{data.MATH_INSTRUCTION}\nAnswer:"
 
 
 # ----------------------------------------------------------------------------- presets

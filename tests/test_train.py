@@ -21,7 +21,7 @@ def policy():
 
 
 def prompts_for(tok, path, n=4):
-    return [data.make_prompt(r["question"], tok, data.is_tiny_math(path)) for r in tinymath.test_split()[:n]]
+    return [data.make_prompt(r["question"], tok, data.embedded_format(path)) for r in tinymath.test_split()[:n]]
 
 
 def test_our_logprobs_match_transformers_loss(policy):

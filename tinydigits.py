@@ -1,0 +1,209 @@
+"""The embedded image task and its tiny vision-language model: TTRV on a CPU.
+
+    python tinydigits.py                 # build (or reuse) the cached model; accuracy on clean and shifted test images
+    python train.py --preset tiny-digits # TTRV: adapt it on the unlabeled, shifted test images
+
+Task: scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package, no download),
+upscaled to 16x16 RGB. The question is "which digit?", the answer a class name ("\\boxed{7}"), the
+way TTRV poses recognition. A seeded split keeps TEST images away from pre-training.
+Test-time shift: the test images are corrupted (rotation, blur, noise; SHIFT below, seeded per
+image), which the model never saw: accuracy drops and its samples disagree, which is what
+test-time RL feeds on. The corruption functions are plain numpy/scipy and tested.
+
+Model: a real transformers architecture, LLaVA (LlavaForConditionalGeneration): a 2-layer CLIP
+vision tower on 2x2 patches (64 image tokens), a 2-layer MLP projector, and a 2-layer Qwen2 language
+model (head size 32, as tinymath.py) with a character tokenizer. Its LlavaProcessor (CLIP image
+processor, PIL backend: no torchvision needed) is saved beside it, so AutoProcessor and
+AutoModelForImageTextToText load it like any hub VLM.
+
+    prompt:   "<image>Q: digit?\\nA:"   (the processor expands <image> into 64 image tokens)
+    answer:   " \\boxed{7}"
+
+Scope: the data, the shift, the tokenizer, processor and model config, pre-training, the cache.
+"""
+import argparse
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tinymath import cache_dir
+
+# Everything that defines the built model; the cache key hashes it. Bump `version` when the builder changes.
+BUILD = dict(
+    version=1, seed=1234, n_test=300, size=16, patch=2,
+    vision_hidden=64, vision_layers=2, vision_heads=2, hidden=96, layers=2, heads=3, kv_heads=1, intermediate=256,
+    steps=800, batch=64, lr=3e-3, warmup=50, weight_decay=0.01,
+)
+# The test-time shift: each test image is rotated, blurred and noised (degrees, pixels, intensity in [0, 1]).
+SHIFT = dict(rotate=20.0, blur=0.5, noise=0.2, seed=2024)
+CHARS = list("0123456789:QA\\{}boxed igt?\n")
+SPECIALS = ["<pad>", "<eos>", "<image>"]
+QUESTION = "digit?"
+
+
+# ----------------------------------------------------------------------------- data and shift
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """(1797, 16, 16) float images in [0, 1] and their labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = np.kron(d.images / 16.0, np.ones((2, 2)))  # 8x8 -> 16x16, each pixel a 2x2 block
+    return imgs.astype(np.float32), d.target
+
+
+def split(b: dict = BUILD) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of (pre-training, test) images: a seeded permutation, the last n_test are the test set."""
+    perm = np.random.default_rng(b["seed"]).permutation(len(digits()[1]))
+    return perm[:-b["n_test"]], perm[-b["n_test"]:]
+
+
+def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    from scipy.ndimage import rotate as nd_rotate
+    return nd_rotate(img, degrees, reshape=False, order=1, mode="constant", cval=0.0)
+
+
+def blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+    return gaussian_filter(img, sigma, mode="constant")
+
+
+def add_noise(img: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(img + rng.normal(0.0, std, img.shape), 0.0, 1.0)
+
+
+def corrupt(img: np.ndarray, rng: np.random.Generator, s: dict = SHIFT) -> np.ndarray:
+    """The shift: rotate by +-[s/2, s] degrees, blur, add noise; clipped to [0, 1]."""
+    angle = rng.uniform(s["rotate"] / 2, s["rotate"]) * rng.choice([-1, 1])
+    return add_noise(np.clip(blur(rotate(img, angle), s["blur"]), 0, 1), s["noise"], rng).astype(np.float32)
+
+
+def to_image(img: np.ndarray):
+    """(H, W) floats in [0, 1] -> an RGB PIL image (the processor's input)."""
+    from PIL import Image
+    return Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).convert("RGB")
+
+
+def test_split(shifted: bool = True, b: dict = BUILD, s: dict = SHIFT) -> list[dict]:
+    """The unlabeled test images as rows {"question", "answer", "images": [PIL image]}."""
+    imgs, labels = digits()
+    rng = np.random.default_rng(s["seed"])
+    rows = []
+    for i in split(b)[1]:
+        img = corrupt(imgs[i], rng, s) if shifted else imgs[i]
+        rows.append({"question": QUESTION, "answer": str(labels[i]), "images": [to_image(img)]})
+    return rows
+
+
+def prompt_text(question: str = QUESTION) -> str:
+    return f"<image>Q: {question}\nA:"
+
+
+# ----------------------------------------------------------------------------- tokenizer, processor, model
+def make_processor(b: dict = BUILD):
+    """LlavaProcessor = character tokenizer (Qwen2 class, as tinymath.py) + CLIP image processor."""
+    from transformers import LlavaProcessor, Qwen2Tokenizer
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    byte_level = {" ": "\u0120", "\n": "\u010a"}
+    vocab = {t: i for i, t in enumerate(SPECIALS + [byte_level.get(c, c) for c in CHARS])}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], pad_token="<pad>", eos_token="<eos>", unk_token=None, bos_token=None,
+                         padding_side="left", extra_special_tokens={"image_token": "<image>"})
+    size = b["size"]
+    images = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                   image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    # "default" feature selection drops CLIP's CLS token: (16 / 2)^2 = 64 image tokens per image
+    return LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=b["patch"],
+                          vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>")
+
+
+def make_model(tok, b: dict = BUILD):
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, Qwen2Config
+
+    vision = CLIPVisionConfig(hidden_size=b["vision_hidden"], intermediate_size=2 * b["vision_hidden"],
+                              num_hidden_layers=b["vision_layers"], num_attention_heads=b["vision_heads"],
+                              image_size=b["size"], patch_size=b["patch"], projection_dim=b["vision_hidden"])
+    text = Qwen2Config(vocab_size=len(tok), hidden_size=b["hidden"], num_hidden_layers=b["layers"],
+                       num_attention_heads=b["heads"], num_key_value_heads=b["kv_heads"],
+                       intermediate_size=b["intermediate"], max_position_embeddings=128, tie_word_embeddings=True,
+                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      vision_feature_layer=-1, vision_feature_select_strategy="default", projector_hidden_act="gelu",
+                      tie_word_embeddings=True)
+    return LlavaForConditionalGeneration(cfg)
+
+
+def build(out: Path, b: dict = BUILD) -> Path:
+    """Pre-train on clean images (never the test images), teacher-forcing ' \\boxed{d}<eos>'."""
+    torch.manual_seed(b["seed"])
+    rng = random.Random(b["seed"])
+    processor = make_processor(b)
+    tok = processor.tokenizer
+    model = make_model(tok, b)
+    imgs, labels = digits()
+    train_idx = list(split(b)[0])
+    prompt = processor(text=prompt_text(), images=to_image(imgs[0]), return_tensors="pt")["input_ids"][0].tolist()
+    opt = torch.optim.AdamW(model.parameters(), lr=b["lr"], weight_decay=b["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / b["warmup"]) * max(0.0, 1 - s / b["steps"]) ** 0.5)
+    model.train()
+    bar = tqdm(range(b["steps"]), desc="building tiny-digits model", unit="step")
+    for step in bar:
+        idx = rng.sample(train_idx, b["batch"])
+        pixels = processor.image_processor([to_image(imgs[i]) for i in idx], return_tensors="pt")["pixel_values"]
+        answers = [tok(f" \\boxed{{{labels[i]}}}")["input_ids"] + [tok.eos_token_id] for i in idx]
+        ids = torch.tensor([prompt + a for a in answers])  # (B, P + A): every answer has the same length
+        targets = torch.tensor([[-100] * len(prompt) + a for a in answers])
+        loss = model(input_ids=ids, pixel_values=pixels, labels=targets).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    tmp = out.with_name(out.name + ".tmp")  # write beside, then rename: no half-built cache
+    model.eval()
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    (tmp / "tinydigits_build.json").write_text(json.dumps(b, indent=1))
+    tmp.rename(out)
+    return out
+
+
+def get_model(b: dict = BUILD) -> Path:
+    """Path of the built model, building it on first use. The folder name hashes the settings."""
+    key = hashlib.sha1(json.dumps(b, sort_keys=True).encode()).hexdigest()[:10]
+    out = cache_dir() / f"tiny-digits-{key}"
+    if not (out / "config.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"tiny-digits model not cached: building it once into {out}")
+        build(out, b)
+    return out
+
+
+def is_tiny_digits(model_dir: str) -> bool:
+    return (Path(model_dir) / "tinydigits_build.json").exists()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--k", type=int, default=16, help="samples per image for avg@k / maj@k")
+    args = ap.parse_args()
+    from eval import evaluate, format_summary
+    from sample import HFEngine, load_policy, load_processor
+
+    path = get_model()
+    print(path)
+    model, tok = load_policy(str(path))
+    engine = HFEngine(model, tok, processor=load_processor(model))
+    for shifted in (False, True):
+        rows = test_split(shifted)
+        prompts = [{"text": prompt_text(), "images": r["images"]} for r in rows]
+        summary, _ = evaluate(engine, prompts, [r["answer"] for r in rows], k=args.k, temperature=1.0, top_p=1.0,
+                              max_tokens=12)
+        print(f"{'shifted' if shifted else 'clean'} test images (T=1): {format_summary(summary)}")
