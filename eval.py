@@ -12,6 +12,14 @@ plus one greedy completion. With c of the n = k samples correct:
     pass@j  = 1 - C(n - c, j) / C(n, j)        (unbiased, Chen et al. 2021), j = 1, 2, 4, ..., k
     greedy  = 1 if the temperature-0 completion is correct
 All are averaged over questions. "Correct" uses rewards.grade, the same grader as the rewards.
+Open-ended answers (--open-ended; OP-TTRAV's auxiliary evaluation), on the greedy answer (the
+\\boxed{} content, else the whole completion) against the reference:
+    bleu        corpus BLEU, sacrebleu (0-100, corpus-level: no interval; answers shorter than 4 words
+                have no 4-grams, so one-word answers score 0 by construction)
+    rougeL      mean ROUGE-L F1, rouge-score (longest common subsequence of words)
+    embed_sim   mean cosine similarity of the two answers' sentence embeddings (--encoder, encoders.py)
+They sit beside accuracy: where a checker exists (grade) it stays the headline; these say how close
+the wording is where exact match is too strict.
 95% interval: percentile bootstrap over questions (resample the questions with replacement 1000
 times, recompute every metric on the same resamples, take the 2.5% and 97.5% quantiles). It
 measures how much the score depends on which questions were drawn, not sampling noise of the model
@@ -50,10 +58,25 @@ def bootstrap_ci(values: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 
             for m, v in values.items()}
 
 
+def text_similarity(preds: list[str], refs: list[str], encoder=None) -> tuple[float, dict[str, np.ndarray]]:
+    """Open-ended metrics (module docstring). Returns (corpus BLEU, per-pair {"rougeL", "embed_sim"})."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    bleu = sacrebleu.corpus_bleu(preds, [refs]).score
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    per = {"rougeL": np.array([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs)])}
+    if encoder is not None:
+        e = encoder.encode(preds + refs)  # (2n, D) unit rows
+        per["embed_sim"] = (e[:len(preds)] * e[len(preds):]).sum(1).clip(-1, 1)
+    return float(bleu), per
+
+
 def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temperature: float = 0.6,
              top_p: float = 0.95, max_tokens: int = 64, seed: int = 0, questions: list[str] | None = None,
-             n_boot: int = 1000) -> tuple[dict, list[dict]]:
-    """Returns (summary: each metric's mean and "ci95": {metric: [lo, hi]}, one record per question)."""
+             n_boot: int = 1000, open_ended: bool = False, encoder=None) -> tuple[dict, list[dict]]:
+    """Returns (summary: each metric's mean and "ci95": {metric: [lo, hi]}, one record per question).
+    open_ended adds BLEU / ROUGE-L (/ embedding similarity with an encoder) of the greedy answers."""
     greedy = engine.generate(prompts, n=1, temperature=0.0, max_tokens=max_tokens)
     sampled = engine.generate(prompts, n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     ks = sorted({2 ** i for i in range(int(math.log2(k)) + 1)} | {k})
@@ -71,7 +94,15 @@ def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temper
         })
     keys = ["greedy_correct", f"avg@{k}", f"maj@{k}"] + [f"pass@{j}" for j in ks]
     per_q = {key.replace("_correct", ""): np.array([float(r[key]) for r in records]) for key in keys}
+    if open_ended:
+        preds = [extract_answer(r["greedy"]) or r["greedy"].strip() for r in records]
+        bleu, sim = text_similarity(preds, list(truths), encoder)
+        per_q.update(sim)
+        for r, *vals in zip(records, *sim.values()):
+            r.update({m: float(v) for m, v in zip(sim, vals)})
     summary = {m: float(v.mean()) for m, v in per_q.items()}
+    if open_ended:
+        summary["bleu"] = bleu
     summary["n_questions"] = len(records)
     summary["ci95"] = bootstrap_ci(per_q, n_boot, seed)
     return summary, records
@@ -112,6 +143,8 @@ def main(argv=None):
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
     ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (see data.py)")
+    ap.add_argument("--open-ended", action="store_true", help="also BLEU, ROUGE-L and embedding similarity of the greedy answers")
+    ap.add_argument("--encoder", default="minilm", help="--open-ended: sentence encoder for embed_sim (see encoders.py)")
     ap.add_argument("--k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k")
     ap.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (TTRL: 0.6)")
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p (TTRL: 0.95)")
@@ -127,6 +160,10 @@ def main(argv=None):
     models = model_list(args.model)
     rows = data.load_rows(args.data, args.question_key, args.answer_key, {"images": args.image_key} if args.image_key else None)
     template = data.load_template(args.prompt_template)
+    encoder = None
+    if args.open_ended:
+        from encoders import load_encoder
+        encoder = load_encoder(args.encoder)
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +180,8 @@ def main(argv=None):
         prompts = [data.make_prompt(r["question"], tok, data.embedded_format(path), template, r.get("images"), processor)
                    for r in rows]
         summary, records = evaluate(engine, prompts, [r["answer"] for r in rows], args.k, args.temperature,
-                                    args.top_p, args.max_tokens, args.seed, [r["question"] for r in rows])
+                                    args.top_p, args.max_tokens, args.seed, [r["question"] for r in rows],
+                                    open_ended=args.open_ended, encoder=encoder)
         print(format_summary(summary))
         results.append({"model": path, **summary})
         if out:

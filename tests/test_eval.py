@@ -92,3 +92,22 @@ def test_cli_on_a_run_folder_reports_last_and_best(tmp_path):
     rec = json.loads(lines[0])
     assert len(lines) == 6 and rec["question"] == rows[0]["question"] and rec["truth"] == rows[0]["answer"]
     assert len(rec["samples"]) == len(rec["answers"]) == len(rec["correct"]) == 2
+
+
+def test_text_similarity_hand_computed():
+    from encoders import TfidfEncoder
+    from eval import text_similarity
+
+    bleu, per = text_similarity(["the cat sat on the mat"], ["the cat sat on the mat"], TfidfEncoder())
+    assert abs(bleu - 100) < 1e-9 and per["rougeL"][0] == 1.0 and abs(per["embed_sim"][0] - 1) < 1e-6
+    # LCS("the cat sat", "the cat sat down") = 3 words: P = 3/3, R = 3/4, F1 = 6/7
+    _, per = text_similarity(["the cat sat", "a b"], ["the cat sat down", "c d"])
+    assert abs(per["rougeL"][0] - 6 / 7) < 1e-9 and per["rougeL"][1] == 0.0
+    assert text_similarity(["a b"], ["c d"])[0] == 0.0
+
+
+def test_evaluate_open_ended_adds_wording_metrics():
+    engine = FixedEngine(greedy=["\\boxed{three beeps}", "no box here"], samples=[["\\boxed{3}"] * 2, ["x"] * 2])
+    summary, records = evaluate(engine, [{"text": "q1"}, {"text": "q2"}], ["three beeps", "here"], k=2, open_ended=True)
+    assert summary["rougeL"] == (1.0 + 0.5) / 2  # "no box here" vs "here": P 1/3, R 1, F1 1/2
+    assert 0 <= summary["bleu"] <= 100 and "rougeL" in summary["ci95"] and records[0]["rougeL"] == 1.0
