@@ -22,16 +22,13 @@ AutoModelForImageTextToText load it like any hub VLM.
 Scope: the data, the shift, the tokenizer, processor and model config, pre-training, the cache.
 """
 import argparse
-import hashlib
-import json
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from tinymath import cache_dir
+from tinymath import cached, pretrain, save_built
 
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder changes.
 BUILD = dict(
@@ -147,43 +144,21 @@ def build(out: Path, b: dict = BUILD) -> Path:
     imgs, labels = digits()
     train_idx = list(split(b)[0])
     prompt = processor(text=prompt_text(), images=to_image(imgs[0]), return_tensors="pt")["input_ids"][0].tolist()
-    opt = torch.optim.AdamW(model.parameters(), lr=b["lr"], weight_decay=b["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / b["warmup"]) * max(0.0, 1 - s / b["steps"]) ** 0.5)
-    model.train()
-    bar = tqdm(range(b["steps"]), desc="building tiny-digits model", unit="step")
-    for step in bar:
+
+    def next_batch() -> dict:
         idx = rng.sample(train_idx, b["batch"])
         pixels = processor.image_processor([to_image(imgs[i]) for i in idx], return_tensors="pt")["pixel_values"]
         answers = [tok(f" \\boxed{{{labels[i]}}}")["input_ids"] + [tok.eos_token_id] for i in idx]
         ids = torch.tensor([prompt + a for a in answers])  # (B, P + A): every answer has the same length
         targets = torch.tensor([[-100] * len(prompt) + a for a in answers])
-        loss = model(input_ids=ids, pixel_values=pixels, labels=targets).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    tmp = out.with_name(out.name + ".tmp")  # write beside, then rename: no half-built cache
-    model.eval()
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    (tmp / "tinydigits_build.json").write_text(json.dumps(b, indent=1))
-    tmp.rename(out)
-    return out
+        return {"input_ids": ids, "pixel_values": pixels, "labels": targets}
+
+    pretrain(model, next_batch, b, "building tiny-digits model")
+    return save_built(out, model, processor, "tinydigits_build.json", b)
 
 
 def get_model(b: dict = BUILD) -> Path:
-    """Path of the built model, building it on first use. The folder name hashes the settings."""
-    key = hashlib.sha1(json.dumps(b, sort_keys=True).encode()).hexdigest()[:10]
-    out = cache_dir() / f"tiny-digits-{key}"
-    if not (out / "config.json").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"tiny-digits model not cached: building it once into {out}")
-        build(out, b)
-    return out
+    return cached("tiny-digits", b, build)
 
 
 def is_tiny_digits(model_dir: str) -> bool:

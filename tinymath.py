@@ -153,13 +153,20 @@ def build(out: Path, b: dict = BUILD) -> Path:
     tokenizer = make_tokenizer()
     model = make_model(tokenizer, b)
     exclude = {r["question"] for r in test_split()}
+    pretrain(model, lambda: pretrain_batch(rng, tokenizer, b["batch"], exclude, b), b, "building tiny-math model")
+    return save_built(out, model, tokenizer, "tinymath_build.json", b)
+
+
+# ----------------------------------------------------------------------------- shared by the embedded builders
+def pretrain(model, next_batch, b: dict, desc: str) -> None:
+    """AdamW, linear warm-up then sqrt decay to 0, gradient clipping; next_batch() -> the model's kwargs."""
     opt = torch.optim.AdamW(model.parameters(), lr=b["lr"], weight_decay=b["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / b["warmup"]) * max(0.0, 1 - s / b["steps"]) ** 0.5)
     model.train()
-    bar = tqdm(range(b["steps"]), desc="building tiny-math model", unit="step")
+    bar = tqdm(range(b["steps"]), desc=desc, unit="step")
     for step in bar:
-        loss = model(**pretrain_batch(rng, tokenizer, b["batch"], exclude, b)).loss
+        loss = model(**next_batch()).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -167,11 +174,16 @@ def build(out: Path, b: dict = BUILD) -> Path:
         sched.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    tmp = out.with_name(out.name + ".tmp")  # write beside, then rename: no half-built cache
     model.eval()
+
+
+def save_built(out: Path, model, saver, marker: str, b: dict) -> Path:
+    """Model + tokenizer/processor + a marker holding the build settings, written beside and renamed:
+    no half-built cache. The marker tells the code which prompt format the model speaks."""
+    tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "tinymath_build.json").write_text(json.dumps(b, indent=1))
+    saver.save_pretrained(tmp)
+    (tmp / marker).write_text(json.dumps(b, indent=1))
     tmp.rename(out)
     return out
 
@@ -180,15 +192,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NANOTTRL_CACHE", Path.home() / ".cache" / "nanottrl"))
 
 
-def get_model(b: dict = BUILD) -> Path:
-    """Path of the built model, building it on first use. The folder name hashes the settings."""
+def cached(name: str, b: dict, build_fn) -> Path:
+    """Path of a built model, building it on first use. The folder name hashes the settings."""
     key = hashlib.sha1(json.dumps(b, sort_keys=True).encode()).hexdigest()[:10]
-    out = cache_dir() / f"tiny-math-{key}"
+    out = cache_dir() / f"{name}-{key}"
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"tiny-math model not cached: building it once into {out}")
-        build(out, b)
+        print(f"{name} model not cached: building it once into {out}")
+        build_fn(out, b)
     return out
+
+
+def get_model(b: dict = BUILD) -> Path:
+    return cached("tiny-math", b, build)
 
 
 if __name__ == "__main__":
