@@ -237,6 +237,14 @@ def make_prompt(question: str, tokenizer, embedded: str | None, template=None, i
     return {"text": chat.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), **media}
 
 
+def make_prompts(rows: list[dict], tok, model_path: str, model_flag: str, template=None, processor=None) -> list[dict]:
+    """make_prompt for every row, in the model's format; image rows need a vision model."""
+    if processor is None and any(r.get("images") for r in rows):
+        raise SystemExit(f"--data has images but --model {model_flag} has no vision tower")
+    embedded = embedded_format(model_path)
+    return [make_prompt(r["question"], tok, embedded, template, r.get("images"), processor) for r in rows]
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, {', '.join(HUB)}, or a .jsonl/.json/.parquet/.csv file")

@@ -172,13 +172,10 @@ def main(argv=None):
         path = sample.resolve_model(name)
         model, tok = sample.load_policy(path, args.dtype)
         processor = sample.load_processor(model)
-        if processor is None and any(r.get("images") for r in rows):
-            raise SystemExit(f"--data {args.data} has images but --model {name} has no vision tower")
+        prompts = data.make_prompts(rows, tok, path, name, template, processor)
         engine = sample.make_engine(args.engine, model, tok, path, args.dtype, processor=processor, seed=args.seed,
                                     kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory)
         print(f"[{i + 1}/{len(models)}] model {path} | engine {engine.name} | {len(rows)} questions")
-        prompts = [data.make_prompt(r["question"], tok, data.embedded_format(path), template, r.get("images"), processor)
-                   for r in rows]
         summary, records = evaluate(engine, prompts, [r["answer"] for r in rows], args.k, args.temperature,
                                     args.top_p, args.max_tokens, args.seed, [r["question"] for r in rows],
                                     open_ended=args.open_ended, encoder=encoder)

@@ -227,12 +227,9 @@ def main(argv=None):
     policy_path = str(resume_from or model_path)  # the policy (and its engine) start from the checkpoint
     model, tok = load_policy(policy_path, "float32", args.device)  # float32 master weights, see the docstring
     processor = load_processor(model)  # a vision-language model's image pipeline, else None
-    embedded = data.embedded_format(model_path)
-    if processor is None and any(r.get("images") for r in rows):
-        raise SystemExit(f"--data {args.data} has images but --model {args.model} has no vision tower")
     if args.grad_checkpointing:  # active in train mode only; the engines generate in eval mode
         model.gradient_checkpointing_enable()
-    prompts = [data.make_prompt(r["question"], tok, embedded, template, r.get("images"), processor) for r in rows]
+    prompts = data.make_prompts(rows, tok, model_path, args.model, template, processor)
     ctx = context_length(model)
     if ctx:  # like an empty row (data.py): a question that cannot be answered within the context is skipped, counted
         fits = [len(encode_prompt(p, tok, processor)[0]) + args.max_tokens <= ctx for p in prompts]
@@ -289,7 +286,7 @@ def main(argv=None):
     monitor = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience)
     nonfinite_skips = 0
     # the embedded models' marker files keep their prompt formats with every checkpoint
-    extra = [f for f in Path(model_path).glob("tiny*_build.json")] if embedded else []
+    extra = list(Path(model_path).glob("tiny*_build.json"))
     saver = processor or tok  # a processor saves the tokenizer and the image pipeline
     model.train()
     for step in tqdm(range(start, total), desc="TTRL", unit="step", initial=start, total=total, disable=None):

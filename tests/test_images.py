@@ -132,5 +132,5 @@ def test_image_rows_load_relative_to_the_file(tmp_path):
 def test_image_prompt_to_a_text_model_is_one_line(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
     (tmp_path / "d.jsonl").write_text(json.dumps({"question": "1+1", "answer": "2", "img": "a.png"}) + "\n")
-    with pytest.raises(SystemExit, match="has images but --model tiny-math has no vision tower"):
+    with pytest.raises(SystemExit, match="--data has images but --model tiny-math has no vision tower"):
         train.main(["--data", str(tmp_path / "d.jsonl"), "--image-key", "img", "--engine", "hf", "--out", str(tmp_path / "r")])
