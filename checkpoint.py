@@ -33,8 +33,10 @@ RESUMABLE = {"resume", "out", "save_every", "keep_checkpoints", "gen_batch", "vl
 STATE = "trainer_state.pt"
 
 
-def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = None) -> None:
-    """An HF-format folder (+ trainer_state.pt when state is given), written as folder.tmp and renamed."""
+def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = None,
+                texts: dict[str, str] | None = None) -> None:
+    """An HF-format folder (+ trainer_state.pt when state is given, + small text files `texts`:
+    name -> content), written as folder.tmp and renamed. Also builds the embedded models' cache."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -42,6 +44,8 @@ def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = N
     tok.save_pretrained(tmp)
     for f in extra_files:
         shutil.copy(f, tmp)
+    for name, content in (texts or {}).items():
+        (tmp / name).write_text(content)
     if state is not None:
         torch.save(state, tmp / STATE)
     shutil.rmtree(folder, ignore_errors=True)

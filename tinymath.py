@@ -178,13 +178,11 @@ def pretrain(model, next_batch, b: dict, desc: str) -> None:
 
 
 def save_built(out: Path, model, saver, marker: str, b: dict) -> Path:
-    """Model + tokenizer/processor + a marker holding the build settings, written beside and renamed:
-    no half-built cache. The marker tells the code which prompt format the model speaks."""
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    saver.save_pretrained(tmp)
-    (tmp / marker).write_text(json.dumps(b, indent=1))
-    tmp.rename(out)
+    """Model + tokenizer/processor + a marker holding the build settings, written beside and renamed
+    (checkpoint.write_model): no half-built cache. The marker tells which prompt format the model speaks."""
+    from checkpoint import write_model
+
+    write_model(out, model, saver, texts={marker: json.dumps(b, indent=1)})
     return out
 
 

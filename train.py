@@ -270,6 +270,8 @@ def main(argv=None):
     before = json.loads(done_before.read_text()) if args.resume and done_before.exists() else run_eval("before")
 
     # The questions trained on: all of them, or --adapt-on of them (evaluation always covers all)
+    if args.adapt_on > len(rows):
+        raise SystemExit(f"--adapt-on {args.adapt_on}: the data has only {len(rows)} usable questions")
     pool = sorted(random.Random(args.seed).sample(range(len(rows)), args.adapt_on)) if args.adapt_on else list(range(len(rows)))
     per_step = min(args.prompts_per_step, len(pool))
     steps_per_epoch = math.ceil(len(pool) / per_step)

@@ -146,3 +146,8 @@ def test_bf16_autocast_run_keeps_float32_weights_and_writes_checkpoints(policy, 
     final, _ = load_policy(str(out / "final"))
     assert all(p.dtype == torch.float32 for p in final.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), final.state_dict().values()))
+
+
+def test_adapt_on_more_questions_than_the_data_has(tmp_path):
+    with pytest.raises(SystemExit, match="--adapt-on 999: the data has only 128 usable questions"):
+        train.main(["--adapt-on", "999", "--engine", "hf", "--eval-k", "0", "--out", str(tmp_path / "r")])
