@@ -1,11 +1,14 @@
-"""Benchmark: the default TTRL run, end to end, for several seeds; prints the README's results table.
+"""Benchmark: a TTRL run end to end for several seeds (and reward modes); prints the README's tables.
 
-    python bench.py                      # 3 seeds; the first builds the tiny model from scratch
+    python bench.py                      # 3 seeds of the default run; the first builds the tiny model from scratch
     python bench.py --seeds 0 --reuse    # one seed, cached model
+    python bench.py --reuse --rewards majority centroid cluster judge -- --preset tiny-sounds   # the audio table
 
-Each seed runs `python train.py --seed S --out runs/bench-S` in a subprocess and is timed from the
-outside (model build included for the first seed unless --reuse). The table reports the TTRL
-protocol's metrics before and after, and checks TTRL's claim: after avg@16 >= before maj@16.
+Each run is `python train.py --seed S [--reward R] --out runs/bench-[R-]S` in a subprocess, timed from
+the outside (model build included for the first run unless --reuse). The table reports the TTRL
+protocol's metrics before and after, checks TTRL's claim (after avg@k >= before maj@k), and, per
+run, the pseudo-labels' quality from metrics.jsonl: label accuracy (the label judged by the task's
+checker) and reward accuracy (pseudo-reward >= 0.5 agrees with the true reward), averaged over steps.
 """
 import argparse
 import json
@@ -16,8 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="TTRL seeds to run")
+ap.add_argument("--rewards", nargs="+", default=[None], help="reward modes to compare (train.py --reward); default: the run's own")
 ap.add_argument("--reuse", action="store_true", help="reuse the cached tiny model instead of timing a fresh build")
 ap.add_argument("train_args", nargs=argparse.REMAINDER, help="extra flags passed to train.py (after --)")
 args = ap.parse_args()
@@ -26,20 +32,24 @@ env = dict(os.environ)
 if not args.reuse:  # a fresh cache: the first run pays for building the model, like a new user
     env["NANOTTRL_CACHE"] = tempfile.mkdtemp(prefix="nanottrl-bench-")
 rows = []
-for seed in args.seeds:
-    out = Path(f"runs/bench-{seed}")
-    extra = [a for a in args.train_args if a != "--"]
-    t = time.time()
-    subprocess.run([sys.executable, "train.py", "--seed", str(seed), "--out", str(out), *extra], env=env, check=True)
-    wall = time.time() - t
-    before = json.loads((out / "eval_before.json").read_text())
-    after = json.loads((out / "eval_after.json").read_text())
-    rows.append((seed, wall, before, after))
+for reward in args.rewards:
+    for seed in args.seeds:
+        out = Path(f"runs/bench-{reward + '-' if reward else ''}{seed}")
+        extra = [a for a in args.train_args if a != "--"] + (["--reward", reward] if reward else [])
+        t = time.time()
+        subprocess.run([sys.executable, "train.py", "--seed", str(seed), "--out", str(out), *extra], env=env, check=True)
+        wall = time.time() - t
+        before = json.loads((out / "eval_before.json").read_text())
+        after = json.loads((out / "eval_after.json").read_text())
+        steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        signal = {m: float(np.mean([s[m] for s in steps])) for m in ("label_acc", "reward_acc")}
+        rows.append((reward or json.loads((out / "config.json").read_text())["reward"], seed, wall, before, after, signal))
 
 k = json.loads((out / "config.json").read_text())["eval_k"]
-keys = ["greedy", f"avg@{k}", f"maj@{k}", f"pass@{k}"]
-print(f"\n| seed | wall (s) | {' | '.join(keys)} | after avg@{k} >= before maj@{k} |")
-print("|---" * (len(keys) + 3) + "|")
-for seed, wall, b, a in rows:
+keys = ["greedy", f"avg@{k}", f"maj@{k}"]
+print(f"\n| reward | seed | wall (s) | label acc | reward acc | {' | '.join(keys)} | after avg@{k} >= before maj@{k} |")
+print("|---" * (len(keys) + 6) + "|")
+for reward, seed, wall, b, a, s in rows:
     cells = [f"{b[key]:.3f} -> {a[key]:.3f}" for key in keys]
-    print(f"| {seed} | {wall:.0f} | " + " | ".join(cells) + f" | {'yes' if a[keys[1]] >= b[keys[2]] else 'NO'} |")
+    print(f"| {reward} | {seed} | {wall:.0f} | {s['label_acc']:.3f} | {s['reward_acc']:.3f} | " + " | ".join(cells)
+          + f" | {'yes' if a[keys[1]] >= b[keys[2]] else 'NO'} |")

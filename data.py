@@ -8,12 +8,15 @@
 --data is one of
   tiny-math                     the embedded synthetic task (tinymath.py)
   tiny-digits                   the embedded image task: shifted digit images (tinydigits.py)
+  tiny-sounds                   the embedded audio task: shifted synthetic sounds (tinyaudio.py)
   math500 aime24 amc amc23 gsm8k  the hub data sets of the TTRL papers (HUB below), via `datasets`
   a file                        .jsonl .json .parquet .csv, also read by `datasets`; --question-key
                                 and --answer-key name its columns
 Each row becomes {"question": str, "answer": str}. The answer is ground truth: only evaluation and
 monitoring read it; the TTRL reward never does. --image-key names a column of images (file paths,
 relative to the data file, or images stored by `datasets`): rows then carry "images": [PIL images].
+--audio-key names a column of audio clips (WAV paths or stored audio): rows carry "audios":
+[(waveform, sample_rate)]. Both are decoded at load time (media.py): a broken file is an error naming its row.
 
 Bad rows. A file that does not parse (bad JSON on some line) or lacks a named column is an error
 naming the file, the line or the column: the file is wrong and guessing would hide it. A row whose
@@ -25,7 +28,9 @@ instruction (reason step by step, answer in \\boxed{}) as the system message of 
 template, or as plain text when they have none. --prompt-template FILE replaces both: a .txt file
 is the whole prompt with {question} in it; a .json file is a list of chat messages with {question}
 in a content, rendered through the model's chat template. An image row puts an image placeholder
-before the question in the user turn (the processor's chat template turns it into image tokens).
+before the question in the user turn (the processor's chat template turns it into image tokens);
+an audio row an audio placeholder. --answer-format text (open-ended QA, OP-TTRAV) asks for a short
+free-text answer instead of the \\boxed{} instruction; `grader` says how such answers are judged.
 """
 import argparse
 import json
@@ -33,6 +38,8 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
+import media
+import tinyaudio
 import tinydigits
 import tinymath
 
@@ -59,6 +66,11 @@ HUB = {
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
+def media_columns(image_key: str | None = None, audio_key: str | None = None) -> dict[str, str]:
+    """--image-key / --audio-key as load_rows' extra_keys: row field -> column."""
+    return {**({"images": image_key} if image_key else {}), **({"audios": audio_key} if audio_key else {})}
+
+
 def load_rows(data: str, question_key: str = "question", answer_key: str = "answer",
               extra_keys: dict[str, str] | None = None) -> list[dict]:
     """Rows as [{"question", "answer", **extra}]; extra_keys maps a row field to a column, e.g.
@@ -67,6 +79,8 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
         return tinymath.test_split()
     if data == "tiny-digits":
         return tinydigits.test_split()
+    if data == "tiny-sounds":
+        return tinyaudio.test_split()
     if data in HUB:
         h = HUB[data]
         table = _load_hub(data, h)
@@ -74,7 +88,7 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
     elif Path(data).suffix in FILE_TYPES:
         table = _load_file(data)
     else:
-        raise SystemExit(f"--data {data}: unknown name; use tiny-math, tiny-digits, {', '.join(HUB)}, "
+        raise SystemExit(f"--data {data}: unknown name; use tiny-math, tiny-digits, tiny-sounds, {', '.join(HUB)}, "
                          f"or a {'/'.join(FILE_TYPES)} file")
     columns = {"question": question_key, "answer": answer_key, **(extra_keys or {})}
     flags = {"question": "--question-key", "answer": "--answer-key"}
@@ -97,34 +111,12 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
               f"(rows {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
     if not rows:
         raise SystemExit(f"--data {data}: no usable rows")
-    if "images" in columns:
-        for i, row in enumerate(rows, 1):
-            row["images"] = open_images(row["images"], data, i)
+    for i, row in enumerate(rows, 1):  # decoded now: a broken file is an error naming its row (media.py)
+        if "images" in columns:
+            row["images"] = media.open_images(row["images"], data, i)
+        if "audios" in columns:
+            row["audios"] = media.open_audios(row["audios"], data, i)
     return rows
-
-
-def open_images(value, data: str, row: int) -> list:
-    """A cell of an image column -> [PIL images]. A cell may hold one image or a list: a path
-    (relative to the data file), a PIL image, or a datasets image dict {"bytes", "path"}."""
-    import io
-
-    from PIL import Image
-
-    images = []
-    for v in value if isinstance(value, list) else [value]:
-        source = v.get("path") if isinstance(v, dict) else v
-        try:
-            if isinstance(v, Image.Image):
-                img = v
-            elif isinstance(v, dict) and v.get("bytes"):
-                img = Image.open(io.BytesIO(v["bytes"]))
-            else:
-                path = Path(str(source))
-                img = Image.open(path if path.is_absolute() else Path(data).parent / path)
-            images.append(img.convert("RGB"))  # decodes now: a broken file fails here, not mid-run
-        except Exception as e:
-            raise SystemExit(f"--data {data}: row {row}: cannot read image {source!r} ({type(e).__name__})") from None
-    return images
 
 
 def _text(value) -> str:
@@ -180,13 +172,37 @@ def _load_file(data: str):
                          f"{str(cause).splitlines()[0] if str(cause) else ''})") from None
 
 
+# The embedded models: the marker file each build writes -> its name, prompt format and checker.
+EMBEDDED = {
+    "tinymath_build.json": ("tiny-math", tinymath.prompt_text),
+    "tinydigits_build.json": ("tiny-digits", tinydigits.prompt_text),
+    "tinyaudio_build.json": ("tiny-sounds", tinyaudio.prompt_text),
+}
+OPEN_INSTRUCTION = "Answer the question in a few words."
+
+
 def is_tiny_math(model_dir: str) -> bool:
-    return (Path(model_dir) / "tinymath_build.json").exists()
+    return embedded_format(model_dir) == "tiny-math"
 
 
 def embedded_format(model_dir: str) -> str | None:
-    """'tiny-math' / 'tiny-digits' for the embedded models (their own prompt formats), else None."""
-    return "tiny-math" if is_tiny_math(model_dir) else "tiny-digits" if tinydigits.is_tiny_digits(model_dir) else None
+    """'tiny-math' / 'tiny-digits' / 'tiny-sounds' for the embedded models (their own prompt formats), else None."""
+    return next((name for marker, (name, _) in EMBEDDED.items() if (Path(model_dir) / marker).exists()), None)
+
+
+def answer_format(data: str, given: str | None) -> str:
+    """--answer-format, defaulting by data: free text for the embedded audio task, boxed otherwise."""
+    return given or ("text" if data == "tiny-sounds" else "boxed")
+
+
+def grader(data: str, answer_format: str):
+    """How a (extracted) answer is judged against the truth: the embedded audio task's own checker,
+    the math grader for boxed answers, normalised exact match for other free-text answers."""
+    from rewards import grade, grade_text
+
+    if data == "tiny-sounds":
+        return tinyaudio.grade
+    return grade if answer_format == "boxed" else grade_text
 
 
 def load_template(path: str | None):
@@ -208,59 +224,70 @@ def load_template(path: str | None):
     return msgs
 
 
-def make_prompt(question: str, tokenizer, embedded: str | None, template=None, images=None, processor=None) -> dict:
-    """A prompt dict for sample.py: {"text"} plus {"images"} for an image row.
-    embedded: 'tiny-math' / 'tiny-digits' (the embedded models' formats) or None. processor: a
-    vision model's processor, whose chat template knows the image placeholder.
+def make_prompt(question: str, tokenizer, embedded: str | None, template=None, images=None, processor=None,
+                audios=None, answer_format: str = "boxed") -> dict:
+    """A prompt dict for sample.py: {"text"} plus {"images"} / {"audios"} for a row that has them.
+    embedded: an EMBEDDED model name (its own format) or None. processor: a multimodal model's
+    processor, whose chat template knows the image / audio placeholders. answer_format "text" asks
+    for a short free-text answer instead of Qwen2.5-Math's \\boxed{} instruction.
 
     str.replace, not str.format: math prompts are full of braces (\\boxed{})."""
-    media = {"images": images} if images else {}
+    inputs = {**({"images": images} if images else {}), **({"audios": audios} if audios else {})}
     if isinstance(template, str):
-        return {"text": template.replace("{question}", question), **media}
-    if template is None and embedded == "tiny-math":
-        return {"text": tinymath.prompt_text(question)}
-    if template is None and embedded == "tiny-digits":
-        return {"text": tinydigits.prompt_text(question), **media}
-    chat = processor if images and processor is not None else tokenizer
+        return {"text": template.replace("{question}", question), **inputs}
+    formats = {name: fmt for name, fmt in EMBEDDED.values()}
+    if template is None and embedded in formats:
+        return {"text": formats[embedded](question), **inputs}
+    instruction = MATH_INSTRUCTION if answer_format == "boxed" else OPEN_INSTRUCTION
+    chat = processor if inputs and processor is not None else tokenizer
     has_chat = chat is not None and chat.chat_template
     if template is not None:
         if not has_chat:
             raise SystemExit("--prompt-template: a .json (chat) template needs a model with a chat template; use a .txt one")
         msgs = [{**m, "content": m["content"].replace("{question}", question)} for m in template]
     elif has_chat:
-        msgs = [{"role": "system", "content": MATH_INSTRUCTION}, {"role": "user", "content": question}]
+        msgs = [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
     else:
-        return {"text": f"Question: {question}\n{MATH_INSTRUCTION}\nAnswer:", **media}
-    if images:  # the image placeholders go first in the (last) user turn
+        return {"text": f"Question: {question}\n{instruction}\nAnswer:", **inputs}
+    if inputs:  # the media placeholders go first in the (last) user turn
         user = msgs[-1]
-        msgs[-1] = {**user, "content": [{"type": "image"}] * len(images) + [{"type": "text", "text": user["content"]}]}
-    return {"text": chat.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), **media}
+        parts = [{"type": "image"}] * len(images or []) + [{"type": "audio"}] * len(audios or [])
+        msgs[-1] = {**user, "content": parts + [{"type": "text", "text": user["content"]}]}
+    return {"text": chat.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), **inputs}
 
 
-def make_prompts(rows: list[dict], tok, model_path: str, model_flag: str, template=None, processor=None) -> list[dict]:
-    """make_prompt for every row, in the model's format; image rows need a vision model."""
-    if processor is None and any(r.get("images") for r in rows):
-        raise SystemExit(f"--data has images but --model {model_flag} has no vision tower")
+def make_prompts(rows: list[dict], tok, model_path: str, model_flag: str, template=None, processor=None,
+                 answer_format: str = "boxed") -> list[dict]:
+    """make_prompt for every row, in the model's format; image / audio rows need a model that takes them."""
+    for field, what, part, tower in (("images", "images", "image_processor", "vision tower"),
+                                     ("audios", "audio", "feature_extractor", "audio encoder")):
+        if any(r.get(field) for r in rows) and getattr(processor, part, None) is None:
+            raise SystemExit(f"--data has {what} but --model {model_flag} has no {tower}")
     embedded = embedded_format(model_path)
-    return [make_prompt(r["question"], tok, embedded, template, r.get("images"), processor) for r in rows]
+    return [make_prompt(r["question"], tok, embedded, template, r.get("images"), processor, r.get("audios"), answer_format)
+            for r in rows]
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, {', '.join(HUB)}, or a .jsonl/.json/.parquet/.csv file")
+    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, tiny-sounds, {', '.join(HUB)}, or a .jsonl/.json/.parquet/.csv file")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
     ap.add_argument("--image-key", default=None, help="column holding images (files): paths or stored images")
+    ap.add_argument("--audio-key", default=None, help="column holding audio clips (files): WAV paths or stored audio (media.py)")
+    ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: math instruction; text: a short free-text answer (default: text for tiny-sounds, else boxed)")
     ap.add_argument("--model", default=None, help="show prompts as this model's tokenizer renders them")
     ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question}")
     args = ap.parse_args()
-    rows = load_rows(args.data, args.question_key, args.answer_key, {"images": args.image_key} if args.image_key else None)
+    rows = load_rows(args.data, args.question_key, args.answer_key, media_columns(args.image_key, args.audio_key))
     tok = None
     if args.model:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(args.model)
-    embedded = args.data if args.model is None and args.data in ("tiny-math", "tiny-digits") else None
+    embedded = args.data if args.model is None and args.data in ("tiny-math", "tiny-digits", "tiny-sounds") else None
     print(f"{len(rows)} rows")
     for r in rows[:3]:
-        p = make_prompt(r["question"], tok, embedded, load_template(args.prompt_template), r.get("images"))
-        print({k: v for k, v in r.items() if k != "images"}, "->", repr(p["text"]), f"+ {len(r.get('images', []))} image(s)")
+        p = make_prompt(r["question"], tok, embedded, load_template(args.prompt_template), r.get("images"), None,
+                        r.get("audios"), answer_format(args.data, args.answer_format))
+        print({k: v for k, v in r.items() if k not in ("images", "audios")}, "->", repr(p["text"]),
+              f"+ {len(r.get('images', []))} image(s), {len(r.get('audios', []))} audio clip(s)")

@@ -4,6 +4,7 @@
     python eval.py --model runs/<run>/final --k 16         # a model trained by train.py
     python eval.py --model runs/<run>                      # every checkpoint of a run: best and last
     python eval.py --model Qwen/Qwen2.5-Math-1.5B --data math500 --max-tokens 3072 --out eval/base
+    python eval.py --model tiny-sounds --data tiny-sounds --answer-format text --open-ended
 
 Per question, k samples at (temperature, top_p) (TTRL's protocol: 16 samples, T=0.6, top_p=0.95),
 plus one greedy completion. With c of the n = k samples correct:
@@ -11,7 +12,9 @@ plus one greedy completion. With c of the n = k samples correct:
     maj@k   = 1 if the majority-vote answer over the k samples is correct (TTRL's training signal)
     pass@j  = 1 - C(n - c, j) / C(n, j)        (unbiased, Chen et al. 2021), j = 1, 2, 4, ..., k
     greedy  = 1 if the temperature-0 completion is correct
-All are averaged over questions. "Correct" uses rewards.grade, the same grader as the rewards.
+All are averaged over questions. "Correct" uses rewards.grade, the same grader as the rewards; with
+--answer-format text (free-text answers) the whole response is the answer, maj@k votes by exact
+normalised text, and "correct" is the task's checker (tiny-sounds) or normalised exact match (data.grader).
 Open-ended answers (--open-ended; OP-TTRAV's auxiliary evaluation), on the greedy answer (the
 \\boxed{} content, else the whole completion) against the reference:
     bleu        corpus BLEU, sacrebleu (0-100, corpus-level: no interval; answers shorter than 4 words
@@ -39,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewards import extract_answer, grade, majority_vote
+from rewards import extract, grade, majority_vote
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -74,28 +77,30 @@ def text_similarity(preds: list[str], refs: list[str], encoder=None) -> tuple[fl
 
 def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temperature: float = 0.6,
              top_p: float = 0.95, max_tokens: int = 64, seed: int = 0, questions: list[str] | None = None,
-             n_boot: int = 1000, open_ended: bool = False, encoder=None) -> tuple[dict, list[dict]]:
+             n_boot: int = 1000, open_ended: bool = False, encoder=None, answer_format: str = "boxed",
+             grader=grade) -> tuple[dict, list[dict]]:
     """Returns (summary: each metric's mean and "ci95": {metric: [lo, hi]}, one record per question).
-    open_ended adds BLEU / ROUGE-L (/ embedding similarity with an encoder) of the greedy answers."""
+    open_ended adds BLEU / ROUGE-L (/ embedding similarity with an encoder) of the greedy answers.
+    answer_format / grader: how answers are extracted (rewards.extract) and judged (data.grader)."""
     greedy = engine.generate(prompts, n=1, temperature=0.0, max_tokens=max_tokens)
     sampled = engine.generate(prompts, n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     ks = sorted({2 ** i for i in range(int(math.log2(k)) + 1)} | {k})
     records = []
     for i, (prompt, truth, g, group) in enumerate(zip(prompts, truths, greedy, sampled)):
-        answers = [extract_answer(r.text) for r in group]
-        correct = [grade(a, truth) for a in answers]
-        vote = majority_vote(answers)
+        answers = [extract(r.text, answer_format) for r in group]
+        correct = [grader(a, truth) for a in answers]
+        vote = majority_vote(answers, exact=answer_format == "text")
         records.append({
             "question": questions[i] if questions else None, "prompt": prompt["text"], "truth": truth,
             "samples": [r.text for r in group], "answers": answers, "correct": correct, "vote": vote.label,
-            "greedy": g[0].text, "greedy_correct": grade(extract_answer(g[0].text), truth),
-            f"avg@{k}": float(np.mean(correct)), f"maj@{k}": grade(vote.label, truth),
+            "greedy": g[0].text, "greedy_correct": grader(extract(g[0].text, answer_format), truth),
+            f"avg@{k}": float(np.mean(correct)), f"maj@{k}": grader(vote.label, truth),
             **{f"pass@{j}": pass_at_k(k, sum(correct), j) for j in ks},
         })
     keys = ["greedy_correct", f"avg@{k}", f"maj@{k}"] + [f"pass@{j}" for j in ks]
     per_q = {key.replace("_correct", ""): np.array([float(r[key]) for r in records]) for key in keys}
     if open_ended:
-        preds = [extract_answer(r["greedy"]) or r["greedy"].strip() for r in records]
+        preds = [extract(r["greedy"], "boxed") or r["greedy"].strip() for r in records]
         bleu, sim = text_similarity(preds, list(truths), encoder)
         per_q.update(sim)
         for r, *vals in zip(records, *sim.values()):
@@ -138,8 +143,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["tiny-math"],
                     help="model folders, hub names or run folders ('tiny-math', 'tiny-digits' = the embedded models)")
-    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, {', '.join(data.HUB)}, or a .jsonl/.json/.parquet/.csv file")
+    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, tiny-sounds, {', '.join(data.HUB)}, or a .jsonl/.json/.parquet/.csv file")
     ap.add_argument("--image-key", default=None, help="column holding each row's image(s) (files)")
+    ap.add_argument("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths or stored audio")
+    ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: \\boxed{} answers (math); text: the whole "
+                    "response is a free-text answer (default: text for tiny-sounds, else boxed)")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
     ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (see data.py)")
@@ -158,7 +166,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     models = model_list(args.model)
-    rows = data.load_rows(args.data, args.question_key, args.answer_key, {"images": args.image_key} if args.image_key else None)
+    rows = data.load_rows(args.data, args.question_key, args.answer_key, data.media_columns(args.image_key, args.audio_key))
+    args.answer_format = data.answer_format(args.data, args.answer_format)
+    grader = data.grader(args.data, args.answer_format)
     template = data.load_template(args.prompt_template)
     encoder = None
     if args.open_ended:
@@ -172,13 +182,14 @@ def main(argv=None):
         path = sample.resolve_model(name)
         model, tok = sample.load_policy(path, args.dtype)
         processor = sample.load_processor(model)
-        prompts = data.make_prompts(rows, tok, path, name, template, processor)
+        prompts = data.make_prompts(rows, tok, path, name, template, processor, args.answer_format)
         engine = sample.make_engine(args.engine, model, tok, path, args.dtype, processor=processor, seed=args.seed,
                                     kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory)
         print(f"[{i + 1}/{len(models)}] model {path} | engine {engine.name} | {len(rows)} questions")
         summary, records = evaluate(engine, prompts, [r["answer"] for r in rows], args.k, args.temperature,
                                     args.top_p, args.max_tokens, args.seed, [r["question"] for r in rows],
-                                    open_ended=args.open_ended, encoder=encoder)
+                                    open_ended=args.open_ended, encoder=encoder, answer_format=args.answer_format,
+                                    grader=grader)
         print(format_summary(summary))
         results.append({"model": path, **summary})
         if out:

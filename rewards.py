@@ -43,6 +43,11 @@ TTRV reward (frequency_rewards), same clusters, p(a) = (size of a's cluster) / N
       term differs between rollouts (rare answers lose more) and its group mean is -coef * H,
       so it survives normalisation and still rewards a low-entropy answer distribution.
 
+Free-text answers (--answer-format text; open-ended QA): the answer is the whole response,
+normalised (normalize_text: lower case, no punctuation, single spaces), and majority_vote(exact=True)
+groups equal strings only: "a chirp" and "i hear a chirp" are two answers. That is the exact-match
+vote OP-TTRAV compares its semantic rewards against (below), which group answers by meaning.
+
 Adding a reward mode means writing a new function on top of `cluster_answers`, which does the
 expensive equivalence work once.
 
@@ -134,6 +139,24 @@ def _last_boxed(text: str) -> str | None:
     return best
 
 
+def normalize_text(text: str | None) -> str | None:
+    """A free-text answer for exact-match voting: lower case, punctuation dropped, whitespace
+    collapsed ("I hear a Chirp." -> "i hear a chirp"); None when nothing is left."""
+    if not isinstance(text, str):
+        return None
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split()) or None
+
+
+def extract(text: str, answer_format: str = "boxed") -> str | None:
+    """--answer-format: "boxed" -> extract_answer (math); "text" -> the whole response, normalised
+    (open-ended QA, where the response is the answer)."""
+    if answer_format == "boxed":
+        return extract_answer(text)
+    if answer_format == "text":
+        return normalize_text(text)
+    raise ValueError(f"unknown answer format {answer_format!r}: use boxed or text")
+
+
 def extract_answer(text: str) -> str | None:
     """The final answer in a model response (see the module docstring), or None."""
     if not isinstance(text, str):
@@ -199,13 +222,19 @@ def grade(pred: str | None, truth: str) -> bool:
     return pred is not None and is_equivalent(truth, pred)
 
 
+def grade_text(pred: str | None, truth: str) -> bool:
+    """Free-text answers without a task checker: normalised exact match (no math parsing: to
+    math_verify "there" and "three" are the same product of symbols)."""
+    return pred is not None and normalize_text(pred) == normalize_text(truth)
+
+
 # ---------------------------------------------------------------------------
 # Voting
 # ---------------------------------------------------------------------------
 
 
-def cluster_answers(answers: list[str | None]) -> tuple[np.ndarray, list[str]]:
-    """Group equal answers. Returns (cluster_ids, representatives).
+def cluster_answers(answers: list[str | None], exact: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Group equal answers (exact: equal strings only, no math). Returns (cluster_ids, representatives).
 
     cluster_ids[i] is the cluster of answers[i] (-1 for None); representatives[c] is
     the first surface form seen for cluster c. Clusters are numbered in order of first
@@ -222,7 +251,7 @@ def cluster_answers(answers: list[str | None]) -> tuple[np.ndarray, list[str]]:
         if ans not in cluster_of:
             # The representative is the reference side; the first match wins. (Equality
             # is not guaranteed transitive, so the result can depend on input order.)
-            match = next((c for c, rep in enumerate(reps) if is_equivalent(rep, ans)), None)
+            match = None if exact else next((c for c, rep in enumerate(reps) if is_equivalent(rep, ans)), None)
             if match is None:
                 match = len(reps)
                 reps.append(ans)
@@ -241,17 +270,18 @@ class Vote:
     in_label: np.ndarray  # bool (N,): the answer is in the winning cluster (TTRL's 0/1 reward as a mask)
 
 
-def majority_vote(answers: list[str | None]) -> Vote:
-    """TTRL's majority vote over one prompt's extracted answers (rules in module docstring)."""
+def majority_vote(answers: list[str | None], exact: bool = False) -> Vote:
+    """TTRL's majority vote over one prompt's extracted answers (rules in module docstring).
+    exact: free-text answers (--answer-format text) vote by equal strings, every string eligible."""
     n = len(answers)
-    ids, reps = cluster_answers(answers)
+    ids, reps = cluster_answers(answers, exact)
     if not reps:  # empty list or all None: nobody voted
         return Vote(None, np.zeros(n, dtype=np.float32), 0.0, ids, 0, np.zeros(n, dtype=bool))
 
     sizes = np.bincount(ids[ids >= 0], minlength=len(reps))
     # A cluster's members share parseability: unparseable answers only ever match by
     # exact string. Unparseable clusters may win only if nothing parses at all.
-    eligible = np.array([_parseable(rep) for rep in reps])
+    eligible = np.array([exact or _parseable(rep) for rep in reps])
     if not eligible.any():
         eligible[:] = True
     # np.argmax returns the first maximum; clusters are numbered by first appearance,

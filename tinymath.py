@@ -205,6 +205,22 @@ def get_model(b: dict = BUILD) -> Path:
     return cached("tiny-math", b, build)
 
 
+def check_shift(path: Path, test_split, prompt_text, k: int, max_tokens: int, noun: str, **eval_kwargs) -> None:
+    """The image / audio builders' self-check: avg@k, maj@k, ... at T = 1 on clean and shifted test inputs."""
+    from eval import evaluate, format_summary
+    from sample import HFEngine, load_policy, load_processor
+
+    print(path)
+    model, tok = load_policy(str(path))
+    engine = HFEngine(model, tok, processor=load_processor(model))
+    for shifted in (False, True):
+        rows = test_split(shifted)
+        prompts = [{"text": prompt_text(), **{m: r[m] for m in ("images", "audios") if m in r}} for r in rows]
+        summary, _ = evaluate(engine, prompts, [r["answer"] for r in rows], k=k, temperature=1.0, top_p=1.0,
+                              max_tokens=max_tokens, **eval_kwargs)
+        print(f"{'shifted' if shifted else 'clean'} test {noun} (T=1): {format_summary(summary)}")
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--show", type=int, default=0, help="print this many test questions with a slipped solution")

@@ -3,6 +3,7 @@
     python train.py                                        # embedded tiny-math model, CPU, a few minutes
     python train.py --max-steps 2 --eval-k 4               # a smoke test
     python train.py --preset tiny-digits                   # TTRV on images: the embedded tiny vision-language model
+    python train.py --preset tiny-sounds --reward cluster  # OP-TTRAV on audio, free-text answers (tinyaudio.py)
     python train.py --preset ttrl-math500                  # the TTRL paper's MATH-500 recipe (GPU; see PRESETS)
     python train.py --preset ttrl-aime24 --model Qwen/Qwen2.5-Math-7B --save-every 40
 
@@ -47,8 +48,8 @@ import grpo
 from eval import evaluate, format_summary
 from encoders import load_encoder
 from monitor import CollapseMonitor, plot_curves
-from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract_answer, frequency_rewards, grade,
-                     judge_prompt, judge_reference, judge_rewards, majority_vote, medoid_index)
+from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract, frequency_rewards, judge_prompt,
+                     judge_reference, judge_rewards, majority_vote, medoid_index)
 from sample import cat_mm, context_length, encode_prompt, load_policy, load_processor, make_engine, resolve_model
 
 
@@ -68,6 +69,17 @@ PRESETS = {
     "tiny-digits": dict(model="tiny-digits", data="tiny-digits", reward="frequency", entropy_coef=0.2,
                         entropy_form="per-sample", n_votes=16, n_train=8, prompts_per_step=16, epochs=2,
                         lr=1e-4, max_tokens=12, eval_k=16),
+    # OP-TTRAV (shared/reference/ttrl-family.md) on the embedded audio task: free-text answers,
+    # 16 votes / 4 trained, no KL; --reward picks the consensus (majority / centroid / cluster / judge).
+    "tiny-sounds": dict(model="tiny-sounds", data="tiny-sounds", answer_format="text", reward="cluster", n_votes=16,
+                        n_train=4, prompts_per_step=16, epochs=2, lr=1e-4, max_tokens=28, eval_k=16),
+    # OP-TTRAV's recipe (same file) for GPU users: Qwen2.5-Omni-3B's thinker on an audio QA file of
+    # theirs (--data FILE --audio-key COL), 16 votes / 4 trained, 4 prompts per step, T = 1.0, no KL,
+    # cluster vote over BGE-small embeddings. lr is not given there: TTRL's 5e-7. Untested (no GPU here).
+    "op-ttrav-omni": dict(model="Qwen/Qwen2.5-Omni-3B", data=None, answer_format="text", reward="cluster",
+                          encoder="BAAI/bge-small-en-v1.5", n_votes=16, n_train=4, prompts_per_step=4, lr=5e-7,
+                          kl_coef=0.0, temperature=1.0, max_tokens=256, micro_batch=4, grad_checkpointing=True,
+                          eval_k=8),
     "ttrl-math500": {**_TTRL, "data": "math500", "epochs": 10},
     "ttrl-aime24": {**_TTRL, "data": "aime24", "epochs": 80},
     "ttrl-amc": {**_TTRL, "data": "amc", "epochs": 30},
@@ -78,9 +90,12 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
     a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
-    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits' = the embedded models, built on first use)")
-    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits (embedded), a hub set ({', '.join(data.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits', 'tiny-sounds' = the embedded models, built on first use)")
+    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds (embedded), a hub set ({', '.join(data.HUB)}) or a .jsonl/.json/.parquet/.csv file")
     a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")
+    a("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths relative to the file, or stored audio")
+    a("--answer-format", default=None, choices=["boxed", "text"], help="boxed: the \\boxed{} answer (math); text: the whole response is "
+      "a free-text answer, voted on by exact normalised text (open-ended QA, OP-TTRAV); default: text for tiny-sounds, else boxed")
     a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
     a("--question-key", default="question", help="column holding the question (files)")
     a("--answer-key", default="answer", help="column holding the reference answer (files; read by evaluation and monitoring only)")
@@ -153,7 +168,10 @@ def parse_args(argv=None):
         probe = ap.parse_args(argv, namespace=argparse.Namespace(**{k: unset for k in vars(args)}))
         given = {k: v for k, v in vars(probe).items() if v is not unset}
         args = argparse.Namespace(**checkpoint.resume_config(args.resume, given, vars(args)))
+    if args.data is None:
+        ap.error(f"--preset {name} needs --data: a .jsonl/.json/.parquet/.csv file with an audio column (--audio-key)")
     args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    args.answer_format = data.answer_format(args.data, args.answer_format)
     if args.encoder not in ("minilm", "tfidf") and "/" not in args.encoder and not Path(args.encoder).is_dir():
         ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
     if args.n_train < 2:
@@ -218,7 +236,8 @@ def main(argv=None):
     (out / "config.json").write_text(json.dumps(vars(args), indent=1))
 
     rows = data.load_rows(args.data, args.question_key, args.answer_key,  # data first: its errors are instant
-                          {"images": args.image_key} if args.image_key else None)
+                          data.media_columns(args.image_key, args.audio_key))
+    grade = data.grader(args.data, args.answer_format)  # the true answers' judge: evaluation and monitoring only
     template = data.load_template(args.prompt_template)
     model_path = resolve_model(args.model)
     resume_from = checkpoint.latest(out) if args.resume else None
@@ -226,10 +245,10 @@ def main(argv=None):
         print(f"--resume {out}: " + (f"from {resume_from.name}" if resume_from else "no complete checkpoint yet, from step 0"))
     policy_path = str(resume_from or model_path)  # the policy (and its engine) start from the checkpoint
     model, tok = load_policy(policy_path, "float32", args.device)  # float32 master weights, see the docstring
-    processor = load_processor(model)  # a vision-language model's image pipeline, else None
+    processor = load_processor(model)  # a multimodal model's image / audio pipeline, else None
     if args.grad_checkpointing:  # active in train mode only; the engines generate in eval mode
         model.gradient_checkpointing_enable()
-    prompts = data.make_prompts(rows, tok, model_path, args.model, template, processor)
+    prompts = data.make_prompts(rows, tok, model_path, args.model, template, processor, args.answer_format)
     ctx = context_length(model)
     if ctx:  # like an empty row (data.py): a question that cannot be answered within the context is skipped, counted
         fits = [len(encode_prompt(p, tok, processor)[0]) + args.max_tokens <= ctx for p in prompts]
@@ -258,7 +277,8 @@ def main(argv=None):
             return {}
         t = time.time()
         summary, records = evaluate(engine, prompts, truths, args.eval_k, args.eval_temperature,
-                                    args.eval_top_p, args.max_tokens, args.seed, [r["question"] for r in rows])
+                                    args.eval_top_p, args.max_tokens, args.seed, [r["question"] for r in rows],
+                                    answer_format=args.answer_format, grader=grade)
         summary["seconds"] = round(time.time() - t, 1)
         (out / f"eval_{tag}.json").write_text(json.dumps(summary, indent=1))
         with open(out / f"eval_{tag}_questions.jsonl", "w") as f:
@@ -289,7 +309,7 @@ def main(argv=None):
     nonfinite_skips = 0
     # the embedded models' marker files keep their prompt formats with every checkpoint
     extra = list(Path(model_path).glob("tiny*_build.json"))
-    saver = processor or tok  # a processor saves the tokenizer and the image pipeline
+    saver = processor or tok  # a processor saves the tokenizer and the image / audio pipeline
     model.train()
     for step in tqdm(range(start, total), desc="TTRL", unit="step", initial=start, total=total, disable=None):
         t0 = time.time()
@@ -341,7 +361,7 @@ def main(argv=None):
 
         # 7. log (true answers are read here, for monitoring only)
         truth = [truths[i] for i in idx]
-        true_rewards = np.array([[float(grade(extract_answer(r.text), tr)) for r in g] for g, tr in zip(groups, truth)])
+        true_rewards = np.array([[float(grade(extract(r.text, args.answer_format), tr)) for r in g] for g, tr in zip(groups, truth)])
         m = {
             "step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 3), "lr": sched.get_last_lr()[0],
             "loss": stats["loss"], "reward_mean": train_rewards.mean().item(), "reward_std": train_rewards.std().item(),
@@ -395,8 +415,8 @@ def score_groups(groups, questions: list[str], args, encoder=None, judge=None):
     The majority vote is always computed: it is TTRL's reward and, for the other modes, the
     collapse monitor (majority ratio, distinct answers). Semantic modes embed all B*N answers in one
     batched call; the judge scores all B*N answers in one batched greedy generation."""
-    answers = [[extract_answer(r.text) for r in g] for g in groups]
-    votes = [majority_vote(a) for a in answers]
+    answers = [[extract(r.text, args.answer_format) for r in g] for g in groups]
+    votes = [majority_vote(a, exact=args.answer_format == "text") for a in answers]
     if args.reward == "majority":
         return votes, np.stack([v.rewards for v in votes]), [v.label for v in votes]
     if args.reward == "frequency":

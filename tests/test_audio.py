@@ -1,0 +1,185 @@
+"""OP-TTRAV's audio path and free-text answers on the embedded tiny audio-language model (tinyaudio.py).
+
+    python -m pytest tests/test_audio.py -q     # builds the tiny audio model once (~1.5 min) if not cached
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.io import wavfile
+
+import data
+import media
+import tinyaudio as ta
+import train
+from rewards import extract, grade_text, majority_vote, normalize_text
+from sample import HFEngine, encode_prompt, load_policy, load_processor, placeholder_ids
+
+
+def peak_hz(x: np.ndarray, rate: int = ta.RATE) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[spectrum.argmax()])
+
+
+# ----------------------------------------------------------------------------- the generator and the checker
+def test_clips_are_seeded_one_second_and_finite():
+    for sound in ta.SOUNDS:
+        a = ta.make_clip(sound, np.random.default_rng(0))
+        assert a.dtype == np.float32 and a.shape == (ta.RATE,) and np.isfinite(a).all()
+        assert np.array_equal(a, ta.make_clip(sound, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="unknown sound"):
+        ta.make_clip("bark", np.random.default_rng(0))
+
+
+def test_each_sound_has_its_signature():
+    quiet = dict(pitch=(500.0, 500.0), noise=(0.0, 0.0))  # a fixed pitch, no background noise
+    rng = np.random.default_rng(1)
+    tone, chirp, hiss, click = (ta.make_clip(s, rng, quiet) for s in ("tone", "chirp", "hiss", "click"))
+    assert abs(peak_hz(tone) - 500) < 2
+    half = ta.RATE // 2  # the sweep rises 2.5x over the second: 500 Hz -> 1250 Hz
+    assert 450 < peak_hz(chirp[:half]) < 850 and 800 < peak_hz(chirp[half:]) < 1300
+    spectrum = np.abs(np.fft.rfft(hiss))
+    assert spectrum[: len(spectrum) // 2].mean() / spectrum[len(spectrum) // 2:].mean() == pytest.approx(1, abs=0.1)  # white
+    loud = np.abs(click) > 0.05
+    assert 0.02 < loud.mean() < 0.3  # short bursts, mostly silence
+    onsets = np.flatnonzero(loud[1:] & ~loud[:-1])
+    assert 4 <= len(onsets) <= 40  # 4-10 bursts a second (a burst's own zero crossings add some)
+
+
+def test_shift_raises_pitch_and_noise():
+    rng = np.random.default_rng(2)
+    clean = [peak_hz(ta.make_clip("tone", rng, ta.CLEAN)) for _ in range(20)]
+    shifted = [peak_hz(ta.make_clip("tone", rng, ta.SHIFT)) for _ in range(20)]
+    assert max(clean) <= ta.CLEAN["pitch"][1] + 2 and min(shifted) >= ta.SHIFT["pitch"][0] - 2
+    rows = ta.test_split()
+    assert len(rows) == ta.BUILD["n_test"] and {r["answer"] for r in rows} == set(ta.SOUNDS)
+    assert all(r["audios"][0][1] == ta.RATE for r in rows)
+
+
+def test_checker_reads_the_sound_word():
+    assert ta.grade("i hear a chirp", "chirp") and ta.grade("Clicks.", "click") and ta.grade("tone", "tone")
+    assert not ta.grade("a tone", "chirp")
+    assert not ta.grade("a tone or a hiss", "tone")  # two sounds named: no answer
+    assert not ta.grade(None, "tone") and not ta.grade("", "tone")
+    assert ta.sound_named("it sounds like a hiss") == "hiss"
+
+
+# ----------------------------------------------------------------------------- free-text answers
+def test_free_text_answers_vote_by_exact_normalised_text():
+    assert normalize_text("  I hear a Chirp. ") == "i hear a chirp" and normalize_text(" ?! ") is None
+    assert extract("The answer is \\boxed{4}", "text") == "the answer is boxed 4"
+    assert extract("The answer is \\boxed{4}", "boxed") == "4"
+    # math_verify would call "there" and "three" equal (the same product of symbols); exact voting does not
+    vote = majority_vote(["there", "three", "three", None], exact=True)
+    assert vote.label == "three" and vote.rewards.tolist() == [0, 1, 1, 0] and vote.n_distinct == 2
+    assert grade_text("A Tone!", "a tone") and not grade_text("a tone", "tone") and not grade_text(None, "tone")
+    assert data.grader("tiny-sounds", "text") is ta.grade
+
+
+# ----------------------------------------------------------------------------- the model
+@pytest.fixture(scope="module")
+def alm():
+    path = str(ta.get_model())
+    model, tok = load_policy(path)
+    return path, model, tok, load_processor(model)
+
+
+def test_feature_extraction_round_trip(alm, tmp_path):
+    # A clip written as 16-bit WAV, read back through the data loader, gives the model the same features.
+    _, _, tok, processor = alm
+    clip = ta.make_clip("chirp", np.random.default_rng(3))
+    wavfile.write(tmp_path / "c.wav", ta.RATE, (clip * 32767).round().astype(np.int16))
+    (tmp_path / "d.jsonl").write_text(json.dumps({"question": "what sound?", "answer": "chirp", "clip": "c.wav"}) + "\n")
+    (row,) = data.load_rows(str(tmp_path / "d.jsonl"), extra_keys={"audios": "clip"})
+    (wave, rate), = row["audios"]
+    assert rate == ta.RATE and np.abs(wave - clip).max() < 1e-4  # 16-bit quantisation
+    ids, mm = encode_prompt({"text": ta.prompt_text(), "audios": row["audios"]}, tok, processor)
+    _, direct = encode_prompt({"text": ta.prompt_text(), "audios": [(clip, ta.RATE)]}, tok, processor)
+    assert mm["input_features"].shape == (1, ta.BUILD["mels"], 100) and mm["feature_attention_mask"].sum() == 100
+    assert torch.allclose(mm["input_features"], direct["input_features"], atol=1e-2)
+    assert ids.count(tok.convert_tokens_to_ids("<|AUDIO|>")) == 25  # 100 frames -> 50 (conv) -> 25 (pool)
+    assert placeholder_ids(tok, processor) == [tok.convert_tokens_to_ids("<|AUDIO|>")]
+
+
+def test_other_sample_rates_are_resampled(alm):
+    _, _, tok, processor = alm
+    t = np.arange(8000) / 8000
+    low = np.sin(2 * np.pi * 440 * t).astype(np.float32)  # 1 s at 8 kHz
+    up = media.resample(low, 8000, ta.RATE)
+    assert len(up) == ta.RATE and abs(peak_hz(up) - 440) < 2
+    _, a = encode_prompt({"text": ta.prompt_text(), "audios": [(low, 8000)]}, tok, processor)
+    _, b = encode_prompt({"text": ta.prompt_text(), "audios": [(up, ta.RATE)]}, tok, processor)
+    assert torch.equal(a["input_features"], b["input_features"])
+
+
+def test_sampled_and_trained_logprobs_agree_on_audio_prompts(alm):
+    path, model, tok, processor = alm
+    rows = ta.test_split()[:4]
+    prompts = [data.make_prompt(r["question"], tok, "tiny-sounds", audios=r["audios"]) for r in rows]
+    groups = HFEngine(model, tok, processor=processor).generate(prompts, n=4, temperature=1.0, seed=3, max_tokens=28)
+    rollouts = [r for g in groups for r in g]
+    assert all("input_features" in r.mm for r in rollouts)
+    batch = train.collate(rollouts, tok.pad_token_id)
+    with torch.no_grad():
+        logp, _ = train.sequence_logprobs(model, batch, 1.0)
+    assert ((logp - batch["sampler_logp"]).abs() * batch["mask"]).max().item() < 1e-4
+    # and with silence instead of the clip the numbers differ: the audio really reaches the model
+    silent = [{**r.mm, "input_features": torch.zeros_like(r.mm["input_features"])} for r in rollouts]
+    with torch.no_grad():
+        deaf = train.sequence_logprobs(model, {**batch, "mm": silent}, 1.0)[0]
+    assert ((deaf - logp).abs() * batch["mask"]).max().item() > 1e-3
+
+
+@pytest.mark.parametrize("reward", ["majority", "cluster"])
+def test_an_audio_step_changes_the_parameters(alm, tmp_path, reward):
+    path, model, _, _ = alm
+    out = train.main(["--preset", "tiny-sounds", "--reward", reward, "--encoder", "tfidf", "--max-steps", "1",
+                      "--prompts-per-step", "4", "--eval-k", "0", "--out", str(tmp_path / "run")])
+    (m,) = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert m["update"] == "ok" and 0 <= m["label_acc"] <= 1
+    trained, _ = load_policy(str(out / "final"))
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
+    assert load_processor(trained).feature_extractor is not None and data.embedded_format(str(out / "final")) == "tiny-sounds"
+
+
+# ----------------------------------------------------------------------------- bad input
+def jsonl(tmp_path, clips: list) -> str:
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"question": "q", "answer": "tone", "clip": c}) + "\n" for c in clips))
+    return str(tmp_path / "d.jsonl")
+
+
+def test_undecodable_audio_names_the_row(tmp_path):
+    wavfile.write(tmp_path / "ok.wav", ta.RATE, np.zeros(100, np.int16) + 1)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(SystemExit, match=r"row 2: cannot decode audio 'bad.wav'"):
+        data.load_rows(jsonl(tmp_path, ["ok.wav", "bad.wav"]), extra_keys={"audios": "clip"})
+    with pytest.raises(SystemExit, match=r"row 1: cannot decode audio 'missing.wav'"):
+        data.load_rows(jsonl(tmp_path, ["missing.wav"]), extra_keys={"audios": "clip"})
+
+
+def test_empty_or_nonfinite_audio_names_the_row(tmp_path):
+    wavfile.write(tmp_path / "empty.wav", ta.RATE, np.zeros(0, np.int16))
+    with pytest.raises(SystemExit, match=r"row 1: audio 'empty.wav' is empty"):
+        data.load_rows(jsonl(tmp_path, ["empty.wav"]), extra_keys={"audios": "clip"})
+    wavfile.write(tmp_path / "nan.wav", ta.RATE, np.array([0.0, np.nan], np.float32))
+    with pytest.raises(SystemExit, match=r"row 1: audio 'nan.wav' holds NaN"):
+        data.load_rows(jsonl(tmp_path, ["nan.wav"]), extra_keys={"audios": "clip"})
+
+
+def test_stereo_and_8bit_audio_become_mono_floats(tmp_path):
+    wavfile.write(tmp_path / "s.wav", 8000, np.array([[16384, -16384], [32767, 32767]], np.int16))
+    wavfile.write(tmp_path / "u8.wav", 8000, np.array([128, 255, 0], np.uint8))
+    (s, rate), = media.open_audios("s.wav", str(tmp_path / "d.jsonl"), 1)
+    (u, _), = media.open_audios("u8.wav", str(tmp_path / "d.jsonl"), 1)
+    assert rate == 8000 and np.allclose(s, [0.0, 32767 / 32768])
+    assert np.allclose(u, [0.0, 127 / 128, -1.0])
+
+
+def test_audio_prompt_to_a_model_without_audio_encoder_is_one_line(tmp_path):
+    wavfile.write(tmp_path / "a.wav", ta.RATE, np.zeros(1600, np.int16))
+    (tmp_path / "d.jsonl").write_text(json.dumps({"question": "1+1", "answer": "2", "clip": "a.wav"}) + "\n")
+    with pytest.raises(SystemExit, match="--data has audio but --model tiny-math has no audio encoder"):
+        train.main(["--data", str(tmp_path / "d.jsonl"), "--audio-key", "clip", "--engine", "hf", "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match="an audio prompt was given to a model with no audio encoder"):
+        encode_prompt({"text": "q", "audios": [(np.zeros(10, np.float32), ta.RATE)]}, None, None)
