@@ -96,6 +96,11 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
         if key not in table.column_names:
             raise SystemExit(f"--data {data}: no column {key!r} ({flags.get(field, field)}); "
                              f"columns: {', '.join(table.column_names)}")
+    if "audios" in columns and getattr(table.features.get(columns["audios"]), "decode", False):
+        # datasets decodes stored audio with torchcodec (a CUDA-only build; stubbed here): take the
+        # raw {"bytes", "path"} instead and decode in media.py like any file
+        from datasets import Audio
+        table = table.cast_column(columns["audios"], Audio(decode=False))
     rows, skipped = [], []
     for i, r in enumerate(table, 1):
         row = {field: r[key] for field, key in columns.items()}

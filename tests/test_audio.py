@@ -183,3 +183,16 @@ def test_audio_prompt_to_a_model_without_audio_encoder_is_one_line(tmp_path):
         train.main(["--data", str(tmp_path / "d.jsonl"), "--audio-key", "clip", "--engine", "hf", "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit, match="an audio prompt was given to a model with no audio encoder"):
         encode_prompt({"text": "q", "audios": [(np.zeros(10, np.float32), ta.RATE)]}, None, None)
+
+
+def test_audio_stored_by_datasets_is_decoded_here(tmp_path):
+    # datasets' own audio decoding needs torchcodec (stubbed); load_rows reads the raw bytes / path instead
+    import datasets
+
+    clip = ta.make_clip("tone", np.random.default_rng(4))
+    wavfile.write(tmp_path / "t.wav", ta.RATE, (clip * 32767).round().astype(np.int16))
+    ds = datasets.Dataset.from_dict({"question": ["what sound?"], "answer": ["tone"], "audio": [str(tmp_path / "t.wav")]})
+    ds.cast_column("audio", datasets.Audio()).to_parquet(str(tmp_path / "d.parquet"))
+    (row,) = data.load_rows(str(tmp_path / "d.parquet"), extra_keys={"audios": "audio"})
+    (wave, rate), = row["audios"]
+    assert rate == ta.RATE and np.abs(wave - clip).max() < 1e-4
