@@ -33,7 +33,7 @@ import torch
 
 # Flags that may change between a run and its resumption: they change speed or memory, not the math.
 RESUMABLE = {"resume", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
-             "micro_batch", "device", "engine", "fsdp"}
+             "micro_batch", "device", "engine"}
 STATE = "trainer_state.pt"
 
 
@@ -94,15 +94,15 @@ def latest(run: Path) -> Path | None:
     return resumable[-1] if resumable else None
 
 
-def restore(folder: Path, sched, rank: int = 0) -> tuple[int, list[int], dict]:
+def restore(folder: Path, sched, rank: int = 0, world: int = 1) -> tuple[int, list[int], dict]:
     """Load the scheduler and this rank's RNG states (the model is loaded from the folder itself).
     Returns (step, remaining data order, optimizer state dict: the caller loads it, see dist.py)."""
     state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
     sched.load_state_dict(state["scheduler"])
     ranks = state.get("rng_ranks", [state["rng"]])
-    if rank >= len(ranks):
-        raise SystemExit(f"--resume: {folder} was written by {len(ranks)} ranks; resume it with as many "
-                         f"(torchrun --nproc_per_node {len(ranks)})")
+    if len(ranks) != world:  # each rank continues its own random streams
+        raise SystemExit(f"--resume: {folder} was written by {len(ranks)} process(es), this run has {world}; "
+                         f"resume with as many (torchrun --nproc_per_node {len(ranks)})")
     rng = ranks[rank]
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])

@@ -205,12 +205,20 @@ def grad_sync(model, sync: bool):
     return model.no_sync()
 
 
+def full_weights(model):
+    """(name, whole tensor) pairs for the engine sync, one tensor at a time: under FSDP each is gathered
+    from the shards when it is reached (a collective: every rank iterates in the same order), so
+    the sync never holds more than one whole tensor beside the shards."""
+    for name, tensor in unwrap(model).state_dict().items():
+        yield name, tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
 def full_state_dict(model) -> dict:
-    """Whole (unsharded) weights on every rank: FSDP gathers the shards (a collective: all ranks call
-    it); otherwise the module's own state dict."""
+    """The whole weights for a checkpoint, on rank 0 (in CPU memory under FSDP: gathered from the
+    shards, a collective all ranks call; the other ranks get {}). Otherwise the module's state dict."""
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         # A tied head (lm_head = embeddings) comes back as two gathered copies; one tensor under both
         # names again, as in module.state_dict(), so save_pretrained writes it once.
         for name, source in getattr(model, "all_tied_weights_keys", {}).items():
@@ -221,11 +229,12 @@ def full_state_dict(model) -> dict:
 
 
 def optimizer_state(model, opt) -> dict:
-    """AdamW's state as a single process would hold it (FSDP: gathered from the shards, collective).
-    Under DDP every rank's state is the same, so rank 0's is the state."""
+    """AdamW's state as a single process would hold it, for rank 0 to save. FSDP: gathered from the
+    shards into rank 0's CPU memory (a collective; the other ranks get {}). DDP: every rank's state
+    is the same, so rank 0's own is it."""
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-        return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True))
+        return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return opt.state_dict()
 
 

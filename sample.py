@@ -171,10 +171,10 @@ class VLLMEngine:
     def sync(self, model) -> None:
         # The whole state dict, tied lm_head included: vLLM unties it on reload, and a missing key
         # leaves the engine's head stale. The CPU backend repacks weights, so load_weights on the
-        # module is not enough: reload_weights re-runs that processing. `model` may also be a state
-        # dict: train.py --fsdp passes the weights gathered from the ranks' shards.
-        weights = model if isinstance(model, dict) else model.state_dict()
-        state = ((k, v.detach()) for k, v in weights.items())
+        # module is not enough: reload_weights re-runs that processing. `model` may also be an
+        # iterable of (name, tensor): train.py --fsdp streams the weights gathered from the shards.
+        weights = model.state_dict().items() if isinstance(model, torch.nn.Module) else model
+        state = ((k, v.detach()) for k, v in weights)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
 

@@ -315,7 +315,7 @@ def main(argv=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args, total))
     start, order = 0, []
     if resume_from:  # every rank loads the same checkpoint: weights (above), AdamW, schedule, data order, RNG
-        start, order, opt_state = checkpoint.restore(resume_from, sched, dist.rank)
+        start, order, opt_state = checkpoint.restore(resume_from, sched, dist.rank, dist.world)
         dist.load_optimizer_state(trainer, opt, opt_state)
     log = None
     if dist.is_main():
@@ -331,12 +331,14 @@ def main(argv=None):
         if not args.fsdp:
             engine.sync(model)
             return
-        full = dist.full_state_dict(trainer)  # gathered from the shards: a collective, all ranks call it
-        if engine.name == "hf":
-            gen_model.load_state_dict(full)
+        if engine.name == "hf":  # its own full copy, filled tensor by tensor as they are gathered
+            own = gen_model.state_dict()
+            with torch.no_grad():
+                for name, tensor in dist.full_weights(trainer):
+                    own[name].copy_(tensor)
             engine.sync(gen_model)
         else:
-            engine.sync(full)
+            engine.sync(dist.full_weights(trainer))  # streamed into vLLM, one gathered tensor at a time
 
     def save_checkpoint(step: int) -> None:
         """Every rank takes part (FSDP gathers weights and AdamW state; each rank's RNG state is kept),
@@ -452,7 +454,7 @@ def main(argv=None):
         log.close()
 
     after = run_eval("after")
-    weights = dist.full_state_dict(trainer) if args.fsdp else None  # FSDP: gathered by every rank
+    weights = dist.full_state_dict(trainer) if args.fsdp else None  # FSDP: gathered to rank 0
     if not dist.is_main():
         dist.teardown({engine, judge})
         return out

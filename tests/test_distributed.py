@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import checkpoint
 import dist
 import tinymath
 import train
@@ -145,6 +146,16 @@ def test_rank0_alone_writes_the_run_folder(runs):
     assert len(steps(two)) == 2  # each step logged once, not once per rank
     state = torch.load(two / "checkpoints/step_000001/trainer_state.pt", weights_only=False)
     assert len(state["rng_ranks"]) == 2  # every rank's RNG states, for --resume
+
+
+def test_resume_needs_as_many_ranks(runs):
+    # each rank continues its own RNG streams: a 2-rank checkpoint does not resume on 1 process
+    _, _, two = runs
+    sched = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)]), lambda s: 1.0)
+    with pytest.raises(SystemExit, match="written by 2 process"):
+        checkpoint.restore(two / "checkpoints" / "step_000001", sched, rank=0, world=1)
+    with pytest.raises(SystemExit, match="incompatible flags, the run used fsdp=False"):
+        train.parse_args(["--resume", str(two), "--fsdp"])
 
 
 def resume_from_step_1(run: Path, copy: Path, extra: list[str] = ()) -> Path:
