@@ -146,8 +146,9 @@ def barrier() -> None:
 
 def teardown(engines=()) -> None:
     """Leave the process group once every rank is done (rank 0 may still be writing the run folder).
-    A vLLM engine joined the group and destroys it when it shuts down: it goes first."""
-    if not td.is_initialized():
+    A vLLM engine joined the group and destroys it when it shuts down: it goes first. Without
+    torchrun this does nothing: a process group that exists then is a vLLM engine's own."""
+    if not launched:
         return
     td.barrier()
     for engine in engines:

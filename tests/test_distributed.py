@@ -261,3 +261,18 @@ def test_flags_that_need_or_refuse_torchrun(argv, launched, world, message):
     with pytest.raises(SystemExit, match=message):
         train.check_distributed(train.parse_args(argv), launched, world)
     train.check_distributed(train.parse_args(argv), True, 1)  # both are fine on 1 rank under torchrun
+
+
+def test_teardown_leaves_a_foreign_process_group_alone(tmp_path):
+    # Without torchrun, a process group that exists is a vLLM engine's own (it makes one in-process).
+    # train.py's teardown destroyed it once, and vLLM then failed at interpreter exit.
+    td = torch.distributed
+    ours = not td.is_initialized()  # an earlier test's vLLM engine may have made one already
+    if ours:
+        td.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        dist.teardown()
+        assert td.is_initialized()
+    finally:
+        if ours:
+            td.destroy_process_group()
