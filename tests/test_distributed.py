@@ -1,6 +1,6 @@
 """Data parallelism on CPU: train.py as 2 processes over the gloo backend (dist.py).
 
-    python -m pytest tests/test_distributed.py -q       # ~2 min on 2 CPU cores
+    python -m pytest tests/test_distributed.py -q       # 2-3 min on 2 CPU cores
 
 What runs: the real train.py, started by `python -m torch.distributed.run` (torchrun without needing
 it on PATH), or, for the write test, as two processes given the same environment variables torchrun
