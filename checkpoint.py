@@ -15,6 +15,10 @@ never loaded (it is removed on the next save).
 Disk: trainer_state.pt is 2x the model (AdamW's two moments; 12 GB for a 1.5B model), so only the
 newest checkpoint keeps it; --keep-checkpoints bounds how many model copies stay (0 = all).
 
+Several processes (torchrun, dist.py): rank 0 writes the checkpoint, holding the whole weights and
+AdamW state (FSDP gathers them first) and every rank's RNG states; on --resume every rank loads the
+same folder and takes its own RNG states back.
+
 Resuming: the run's config.json is the source of truth. Flags given next to --resume must equal it,
 except RESUMABLE ones (how to run, not what to compute): a differing key is an error naming it.
 metrics.jsonl is cut back to the checkpoint's step, so every step appears in it exactly once.
@@ -34,13 +38,14 @@ STATE = "trainer_state.pt"
 
 
 def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = None,
-                texts: dict[str, str] | None = None) -> None:
+                texts: dict[str, str] | None = None, weights: dict | None = None) -> None:
     """An HF-format folder (+ trainer_state.pt when state is given, + small text files `texts`:
-    name -> content), written as folder.tmp and renamed. Also builds the embedded models' cache."""
+    name -> content), written as folder.tmp and renamed. Also builds the embedded models' cache.
+    weights: the full state dict to write instead of the module's own (a sharded FSDP module's)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, **({} if weights is None else {"state_dict": weights}))
     tok.save_pretrained(tmp)
     for f in extra_files:
         shutil.copy(f, tmp)
@@ -52,15 +57,23 @@ def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = N
     tmp.rename(folder)
 
 
-def save(run: Path, step: int, model, tok, opt, sched, order: list[int], extra_files=(), keep: int = 0) -> Path:
-    """Write checkpoints/step_{step}/ atomically; drop older trainer states and, with keep > 0, old folders."""
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def save(run: Path, step: int, model, tok, opt_state: dict, sched, order: list[int], extra_files=(), keep: int = 0,
+         weights: dict | None = None, rngs: list[dict] | None = None) -> Path:
+    """Write checkpoints/step_{step}/ atomically; drop older trainer states and, with keep > 0, old folders.
+    opt_state: the optimizer's (full) state dict; rngs: every rank's rng_state() (default: this process's)."""
     folder = run / "checkpoints" / f"step_{step:06d}"
     for stale in folder.parent.glob("*.tmp"):  # leftovers of a write cut short
         shutil.rmtree(stale)
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    write_model(folder, model, tok, extra_files, {"step": step, "order": order, "optimizer": opt.state_dict(),
-                                                  "scheduler": sched.state_dict(), "rng": rng})
+    rngs = rngs or [rng_state()]
+    state = {"step": step, "order": order, "optimizer": opt_state, "scheduler": sched.state_dict(), "rng": rngs[0]}
+    if len(rngs) > 1:
+        state["rng_ranks"] = rngs
+    write_model(folder, model, tok, extra_files, state, weights=weights)
     done = complete(run)
     for old in done[:-1]:  # only the newest checkpoint needs the optimizer state
         (old / STATE).unlink(missing_ok=True)
@@ -81,19 +94,22 @@ def latest(run: Path) -> Path | None:
     return resumable[-1] if resumable else None
 
 
-def restore(folder: Path, opt, sched) -> tuple[int, list[int]]:
-    """Load optimizer, scheduler and RNG states (the model is loaded from the folder itself).
-    Returns (step, remaining data order)."""
+def restore(folder: Path, sched, rank: int = 0, world: int = 1) -> tuple[int, list[int], dict]:
+    """Load the scheduler and this rank's RNG states (the model is loaded from the folder itself).
+    Returns (step, remaining data order, optimizer state dict: the caller loads it, see dist.py)."""
     state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
-    opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    rng = state["rng"]
+    ranks = state.get("rng_ranks", [state["rng"]])
+    if len(ranks) != world:  # each rank continues its own random streams
+        raise SystemExit(f"--resume: {folder} was written by {len(ranks)} process(es), this run has {world}; "
+                         f"resume with as many (torchrun --nproc_per_node {len(ranks)})")
+    rng = ranks[rank]
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return state["step"], state["order"]
+    return state["step"], state["order"], state["optimizer"]
 
 
 def trim_metrics(path: Path, step: int) -> None:

@@ -82,9 +82,21 @@ def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temper
     """Returns (summary: each metric's mean and "ci95": {metric: [lo, hi]}, one record per question).
     open_ended adds BLEU / ROUGE-L (/ embedding similarity with an encoder) of the greedy answers.
     answer_format / grader: how answers are extracted (rewards.extract) and judged (data.grader)."""
+    records = question_records(engine, prompts, truths, k, temperature, top_p, max_tokens, seed, questions,
+                               answer_format=answer_format, grader=grader)
+    return summarize(records, k, seed, n_boot, open_ended, encoder), records
+
+
+def question_records(engine, prompts: list[dict], truths: list[str], k: int = 16, temperature: float = 0.6,
+                     top_p: float = 0.95, max_tokens: int = 64, seed: int = 0, questions: list[str] | None = None,
+                     positions: list[int] | None = None, answer_format: str = "boxed", grader=grade) -> list[dict]:
+    """One record per question: samples, answers, verdicts and the per-question metrics. Separate from
+    summarize so that several processes can each score a shard of the questions (train.py under
+    torchrun; positions = the shard's places in the whole list, see sample.py) and one summarises."""
     greedy = engine.generate(prompts, n=1, temperature=0.0, max_tokens=max_tokens)
-    sampled = engine.generate(prompts, n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    ks = sorted({2 ** i for i in range(int(math.log2(k)) + 1)} | {k})
+    sampled = engine.generate(prompts, n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                              **({} if positions is None else {"positions": positions}))
+    ks = pass_ks(k)
     records = []
     for i, (prompt, truth, g, group) in enumerate(zip(prompts, truths, greedy, sampled)):
         answers = [extract(r.text, answer_format) for r in group]
@@ -97,11 +109,21 @@ def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temper
             f"avg@{k}": float(np.mean(correct)), f"maj@{k}": grader(vote.label, truth),
             **{f"pass@{j}": pass_at_k(k, sum(correct), j) for j in ks},
         })
-    keys = ["greedy_correct", f"avg@{k}", f"maj@{k}"] + [f"pass@{j}" for j in ks]
+    return records
+
+
+def pass_ks(k: int) -> list[int]:
+    return sorted({2 ** i for i in range(int(math.log2(k)) + 1)} | {k})
+
+
+def summarize(records: list[dict], k: int, seed: int = 0, n_boot: int = 1000, open_ended: bool = False,
+              encoder=None) -> dict:
+    """Means over questions and their bootstrap intervals (open_ended also adds its metrics to records)."""
+    keys = ["greedy_correct", f"avg@{k}", f"maj@{k}"] + [f"pass@{j}" for j in pass_ks(k)]
     per_q = {key.replace("_correct", ""): np.array([float(r[key]) for r in records]) for key in keys}
     if open_ended:
         preds = [extract(r["greedy"], "boxed") or r["greedy"].strip() for r in records]
-        bleu, sim = text_similarity(preds, list(truths), encoder)
+        bleu, sim = text_similarity(preds, [r["truth"] for r in records], encoder)
         per_q.update(sim)
         for r, *vals in zip(records, *sim.values()):
             r.update({m: float(v) for m, v in zip(sim, vals)})
@@ -110,7 +132,7 @@ def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temper
         summary["bleu"] = bleu
     summary["n_questions"] = len(records)
     summary["ci95"] = bootstrap_ci(per_q, n_boot, seed)
-    return summary, records
+    return summary
 
 
 def format_summary(summary: dict) -> str:

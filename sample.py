@@ -5,8 +5,13 @@
 
 Every engine has the same two calls, so train.py and eval.py do not care which one runs:
     rollouts = engine.generate(prompts, n=16, temperature=1.0, top_p=1.0, max_tokens=64, seed=0)
-        prompts:  list of dicts {"text": str, "images": [PIL images] (optional)}
+        prompts:  list of dicts {"text": str, "images": [PIL images], "audios": [(waveform, rate)]} (media optional)
         returns:  rollouts[i][j] = j-th sample for prompt i, a `Rollout`
+        positions (optional): each prompt's place in the whole batch when the caller shards it over
+                  processes (train.py under torchrun, dist.py). Seeds then follow the prompt, not the
+                  call, so a prompt's samples do not depend on which rank drew it: vLLM seeds prompt i
+                  with seed * 1000 + positions[i]; the hf engine, whose generate() draws one random
+                  stream for the whole batch, re-seeds and generates prompt by prompt (smaller calls).
     engine.sync(model)   # make the engine sample from the trainer's current weights
 
 `logprobs` are the sampler's log-probabilities of the tokens it drew, *after* temperature and top-p
@@ -95,7 +100,10 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
-                 max_tokens: int = 64, seed: int | None = None) -> list[list[Rollout]]:
+                 max_tokens: int = 64, seed: int | None = None, positions: list[int] | None = None) -> list[list[Rollout]]:
+        if positions is not None and seed is not None:  # one call per prompt, seeded by its global position
+            return [self.generate([p], n, temperature, top_p, max_tokens, seed * 1000 + i)[0]
+                    for p, i in zip(prompts, positions)]
         if seed is not None:
             torch.manual_seed(seed)
         encoded = [encode_prompt(p, self.tok, self.processor) for p in prompts]
@@ -175,14 +183,23 @@ class VLLMEngine:
     def sync(self, model) -> None:
         # The whole state dict, tied lm_head included: vLLM unties it on reload, and a missing key
         # leaves the engine's head stale. The CPU backend repacks weights, so load_weights on the
-        # module is not enough: reload_weights re-runs that processing.
-        state = ((k, v.detach()) for k, v in model.state_dict().items())
+        # module is not enough: reload_weights re-runs that processing. `model` may also be an
+        # iterable of (name, tensor): train.py --fsdp streams the weights gathered from the shards.
+        weights = model.state_dict().items() if isinstance(model, torch.nn.Module) else model
+        state = ((k, v.detach()) for k, v in weights)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
 
+    def close(self) -> None:
+        """Shut the engine down now rather than at interpreter exit. Under torchrun the engine joined
+        train.py's process group (its TP=1 groups are made from it), and its shutdown destroys that
+        group: train.py calls this once every rank is done, instead of destroying the group itself."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
-                 max_tokens: int = 64, seed: int | None = None) -> list[list[Rollout]]:
+                 max_tokens: int = 64, seed: int | None = None, positions: list[int] | None = None) -> list[list[Rollout]]:
         encoded = [encode_prompt(p, self.tok, self.processor) for p in prompts]
+        positions = range(len(prompts)) if positions is None else positions
         # Image / audio prompts go as text + media: vLLM expands the placeholders itself (its
         # prompt_token_ids are kept) and resamples audio given as (waveform, rate); our processor's
         # tensors ride along in each Rollout for the trainer.
@@ -192,7 +209,7 @@ class VLLMEngine:
         # One request per prompt with its own seed: reproducible, independent of batch composition.
         params = [self.SamplingParams(n=n, temperature=temperature, top_p=1.0 if greedy else top_p, max_tokens=max_tokens,
                                       logprobs=0, seed=None if seed is None else seed * 1000 + i, logit_bias=self.bias)
-                  for i in range(len(prompts))]
+                  for i in positions]
         outs = self.llm.generate(requests, params, use_tqdm=False)
         groups = []
         for (_, mm), out in zip(encoded, outs):

@@ -22,6 +22,8 @@ Run folder (--out, default runs/<time>): config.json, metrics.jsonl, eval_before
 eval_after.json, curves.png, checkpoints/step_*/ (--save-every), final/ (HF format: load them with
 from_pretrained, or evaluate them all with `python eval.py --model RUN_FOLDER`).
 A crashed or killed run continues with `python train.py --resume RUN_FOLDER` (checkpoint.py).
+Several GPUs: `torchrun --nproc_per_node K train.py ...` shards each step's prompts over K processes
+(DDP, or --fsdp to shard the trainer too); rank 0 alone writes the run folder (dist.py, README).
 Guards: an update with a NaN/inf loss or gradient is skipped and counted; a step with no learning
 signal (every group unanimous, or every trained token masked by --mask-truncated) makes no update;
 both show in metrics.jsonl ("update"), as do collapse warnings (monitor.py).
@@ -31,6 +33,7 @@ autocast. Pure bf16 weights would silently drop TTRL's updates: lr 5e-7 moves a 
 ~5e-7, far below bf16's spacing there (~1e-4), so the sum rounds back to the old weight.
 """
 import argparse
+import copy
 import json
 import math
 import random
@@ -44,8 +47,9 @@ from tqdm import tqdm
 
 import checkpoint
 import data
+import dist
 import grpo
-from eval import evaluate, format_summary
+from eval import format_summary, question_records, summarize
 from encoders import load_encoder
 from monitor import CollapseMonitor, plot_curves
 from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract, frequency_rewards, judge_prompt,
@@ -137,6 +141,7 @@ def parse_args(argv=None):
     a("--updates-per-step", type=int, default=1, help="optimizer updates per rollout batch (mini-batches; >1 makes the ratio != 1)")
     a("--micro-batch", type=int, default=64, help="completions per forward/backward (gradient accumulation; lower it if out of memory)")
     a("--grad-checkpointing", action="store_true", help="recompute activations during backward: much less memory for long responses, ~30%% more train time")
+    a("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead of a full replica per rank (DDP)")
     a("--adv-scale", default="group", choices=["group", "batch", "none"], help="advantage std: per group (GRPO), batch, or none (Dr. GRPO)")
     a("--loss-agg", default="token-mean", choices=["token-mean", "seq-mean-token-mean"], help="how token losses are averaged")
     a("--eps-low", type=float, default=0.2, help="PPO clip: ratio floor 1 - eps_low")
@@ -231,18 +236,24 @@ def lr_lambda(args, total_steps: int):
 # ----------------------------------------------------------------------------- the loop
 def main(argv=None):
     args = parse_args(argv)
-    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(vars(args), indent=1))
+    dist.init(args.device)  # torchrun: join the process group (world 1 and no group without it)
+    check_distributed(args, dist.launched, dist.world)
+    # rank 0's clock names the default folder; the broadcast also waits until every rank has read
+    # config.json (--resume) before rank 0 rewrites it
+    out = Path(dist.broadcast(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"))
+    if dist.is_main():  # rank 0 alone writes the run folder
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(vars(args), indent=1))
 
     rows = data.load_rows(args.data, args.question_key, args.answer_key,  # data first: its errors are instant
                           data.media_columns(args.image_key, args.audio_key))
     grade = data.grader(args.data, args.answer_format)  # the true answers' judge: evaluation and monitoring only
     template = data.load_template(args.prompt_template)
-    model_path = resolve_model(args.model)
+    with dist.main_first():  # one process builds an embedded model into the cache, the others load it
+        model_path = resolve_model(args.model)
     resume_from = checkpoint.latest(out) if args.resume else None
     if args.resume:
-        print(f"--resume {out}: " + (f"from {resume_from.name}" if resume_from else "no complete checkpoint yet, from step 0"))
+        dist.print0(f"--resume {out}: " + (f"from {resume_from.name}" if resume_from else "no complete checkpoint yet, from step 0"))
     policy_path = str(resume_from or model_path)  # the policy (and its engine) start from the checkpoint
     model, tok = load_policy(policy_path, "float32", args.device)  # float32 master weights, see the docstring
     processor = load_processor(model)  # a multimodal model's image / audio pipeline, else None
@@ -253,7 +264,7 @@ def main(argv=None):
     if ctx:  # like an empty row (data.py): a question that cannot be answered within the context is skipped, counted
         fits = [len(encode_prompt(p, tok, processor)[0]) + args.max_tokens <= ctx for p in prompts]
         if not all(fits):
-            print(f"--data {args.data}: skipped {fits.count(False)} of {len(rows)} rows whose prompt + --max-tokens "
+            dist.print0(f"--data {args.data}: skipped {fits.count(False)} of {len(rows)} rows whose prompt + --max-tokens "
                   f"{args.max_tokens} exceeds the model context ({ctx}): rows {[i + 1 for i, f in enumerate(fits) if not f][:10]}")
             if not any(fits):
                 raise SystemExit(f"--data {args.data}: no prompt fits the model context ({ctx}) with --max-tokens {args.max_tokens}")
@@ -262,23 +273,38 @@ def main(argv=None):
     engine_settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
                            tensor_parallel=args.tp)
     engine = make_engine(args.engine, model, tok, policy_path, args.dtype, args.gen_batch, processor, **engine_settings)
+    gen_model = model
+    # --fsdp shards `model` in place, and a sharded module cannot generate on one rank alone (each
+    # forward gathers layers from all ranks): the hf engine then samples from its own full copy
+    if args.fsdp and engine.name == "hf":
+        gen_model = copy.deepcopy(model)
+        engine.sync(gen_model)
     encoder = load_encoder(args.encoder) if args.reward in ("centroid", "cluster", "cluster-continuous", "judge") else None
     judge, judge_policy = engine, model
     if args.reward == "judge" and args.judge_model:  # a separate, frozen judge with its own engine
         judge_policy, judge_tok = load_policy(args.judge_model, args.dtype, args.device)
         judge = make_engine(args.engine, judge_policy, judge_tok, args.judge_model, args.dtype, args.gen_batch, **engine_settings)
     judge.context = context_length(judge_policy)
-    print(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}")
+    dist.print0(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}"
+                + (f" | {dist.world} ranks, {'FSDP' if args.fsdp else 'DDP'}" if dist.launched else ""))
     random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
     torch.manual_seed(args.seed)
 
     def run_eval(tag):
+        """eval.py's metrics. Under torchrun each rank answers a shard of the questions (the K GPUs
+        share the work, none idles) and rank 0 summarises every rank's records."""
         if args.eval_k <= 0:
             return {}
         t = time.time()
-        summary, records = evaluate(engine, prompts, truths, args.eval_k, args.eval_temperature,
-                                    args.eval_top_p, args.max_tokens, args.seed, [r["question"] for r in rows],
-                                    answer_format=args.answer_format, grader=grade)
+        mine = dist.shard(range(len(prompts)))
+        records = question_records(engine, [prompts[i] for i in mine], [truths[i] for i in mine], args.eval_k,
+                                   args.eval_temperature, args.eval_top_p, args.max_tokens, args.seed,
+                                   [rows[i]["question"] for i in mine], mine if dist.launched else None,
+                                   answer_format=args.answer_format, grader=grade)
+        records = dist.gather_shards(records)  # every question, in order, on rank 0
+        if not dist.is_main():
+            return {}
+        summary = summarize(records, args.eval_k, args.seed)
         summary["seconds"] = round(time.time() - t, 1)
         (out / f"eval_{tag}.json").write_text(json.dumps(summary, indent=1))
         with open(out / f"eval_{tag}_questions.jsonl", "w") as f:
@@ -286,68 +312,113 @@ def main(argv=None):
         print(f"eval {tag}: {format_summary(summary)}")
         return summary
 
-    done_before = out / "eval_before.json"
-    before = json.loads(done_before.read_text()) if args.resume and done_before.exists() else run_eval("before")
-
     # The questions trained on: all of them, or --adapt-on of them (evaluation always covers all)
     if args.adapt_on > len(rows):
         raise SystemExit(f"--adapt-on {args.adapt_on}: the data has only {len(rows)} usable questions")
     pool = sorted(random.Random(args.seed).sample(range(len(rows)), args.adapt_on)) if args.adapt_on else list(range(len(rows)))
     per_step = min(args.prompts_per_step, len(pool))
+    if per_step % dist.world:  # equal shares: every rank runs the same number of forward/backward passes
+        raise SystemExit(f"--prompts-per-step {per_step} over {dist.world} ranks: use a multiple of {dist.world} "
+                         f"(each rank samples and trains the same number of questions)")
+    mine = dist.shard(range(per_step))  # this rank's places in every step's list of questions
+    done_before = out / "eval_before.json"
+    before = json.loads(done_before.read_text()) if args.resume and done_before.exists() else run_eval("before")
+
     steps_per_epoch = math.ceil(len(pool) / per_step)
     total = args.max_steps or max(1, round(args.epochs * steps_per_epoch))
     ref = None
     if args.kl_coef > 0:  # a frozen copy of the start model for the KL term
         ref, _ = load_policy(model_path, args.dtype, args.device)
         ref.eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    trainer = dist.wrap(model, args.fsdp)  # what the loss backpropagates through: DDP, FSDP, or model itself
+    opt = torch.optim.AdamW(trainer.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args, total))
-    start, order = checkpoint.restore(resume_from, opt, sched) if resume_from else (0, [])
-    checkpoint.trim_metrics(out / "metrics.jsonl", start)  # steps after the checkpoint are redone
-    log = open(out / "metrics.jsonl", "a")
+    start, order = 0, []
+    if resume_from:  # every rank loads the same checkpoint: weights (above), AdamW, schedule, data order, RNG
+        start, order, opt_state = checkpoint.restore(resume_from, sched, dist.rank, dist.world)
+        dist.load_optimizer_state(trainer, opt, opt_state)
+    log = None
+    if dist.is_main():
+        checkpoint.trim_metrics(out / "metrics.jsonl", start)  # steps after the checkpoint are redone
+        log = open(out / "metrics.jsonl", "a")
     monitor = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience)
     nonfinite_skips = 0
     # the embedded models' marker files keep their prompt formats with every checkpoint
     extra = list(Path(model_path).glob("tiny*_build.json"))
     saver = processor or tok  # a processor saves the tokenizer and the image / audio pipeline
-    model.train()
-    for step in tqdm(range(start, total), desc="TTRL", unit="step", initial=start, total=total, disable=None):
-        t0 = time.time()
-        if len(order) < per_step:  # a new shuffled pass over the questions
-            order += random.sample(pool, len(pool))
-        idx, order = order[:per_step], order[per_step:]
 
-        # 1. sample: N completions per question
+    def push_weights():
+        """Step 6 on every rank: its engine gets the new weights (identical on every rank)."""
+        if not args.fsdp:
+            engine.sync(model)
+            return
+        if engine.name == "hf":  # its own full copy, filled tensor by tensor as they are gathered
+            own = gen_model.state_dict()
+            with torch.no_grad():
+                for name, tensor in dist.full_weights(trainer):
+                    own[name].copy_(tensor)
+            engine.sync(gen_model)
+        else:
+            engine.sync(dist.full_weights(trainer))  # streamed into vLLM, one gathered tensor at a time
+
+    def save_checkpoint(step: int) -> None:
+        """Every rank takes part (FSDP gathers weights and AdamW state; each rank's RNG state is kept),
+        rank 0 writes, the others wait until the folder is whole."""
+        opt_state, rngs = dist.optimizer_state(trainer, opt), dist.all_gather(checkpoint.rng_state())
+        weights = dist.full_state_dict(trainer) if args.fsdp else None
+        if dist.is_main():
+            checkpoint.save(out, step, model, saver, opt_state, sched, order, extra, args.keep_checkpoints, weights, rngs)
+        dist.barrier()
+
+    trainer.train()
+    for step in tqdm(range(start, total), desc="TTRL", unit="step", initial=start, total=total,
+                     disable=None if dist.is_main() else True):
+        t0 = time.time()
+        if len(order) < per_step:  # a new shuffled pass over the questions (the same on every rank: same seed)
+            order += random.sample(pool, len(pool))
+        step_idx, order = order[:per_step], order[per_step:]
+        idx = [step_idx[p] for p in mine]  # this rank's questions (all of them without torchrun)
+
+        # 1. sample: N completions per question (under torchrun seeded by the question's place in the
+        # step, so a question's samples do not depend on which rank drew it; see sample.py)
         groups = engine.generate([prompts[i] for i in idx], n=args.n_votes, temperature=args.temperature,
-                                 top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed * 100003 + step)
+                                 top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed * 100003 + step,
+                                 positions=mine if dist.launched else None)
         t1 = time.time()
 
-        # 2. reward: answers -> pseudo-label -> rewards (TTRL: 1 if the answer equals the majority vote)
+        # 2. reward: answers -> pseudo-label -> rewards (TTRL: 1 if the answer equals the majority vote),
+        # per group on the rank that sampled it; then every rank gets every group's rewards (small), as
+        # --adv-scale batch and the no-signal decision need the whole step
         votes, rewards, labels = score_groups(groups, [rows[i]["question"] for i in idx], args, encoder, judge)
+        rewards = np.stack(dist.all_gather_shards(list(rewards)))  # (B, N) all ranks' groups, in step order
         rewards = torch.tensor(rewards, dtype=torch.float32, device=args.device)  # (B, N)
         t2 = time.time()
 
         # 3. advantage: the first M completions of each group are trained
         train_rewards = rewards[:, :args.n_train]  # (B, M)
-        adv = grpo.group_advantages(train_rewards, args.adv_scale).flatten()  # (B*M,)
+        adv_all = grpo.group_advantages(train_rewards, args.adv_scale)  # (B, M)
+        adv = adv_all[mine].flatten()  # (b*M,) this rank's groups (b = B / ranks)
         trained = [r for g in groups for r in g[:args.n_train]]
         batch = collate(trained, tok.pad_token_id)  # tensors (B*M, L-1)
         batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         truncated = torch.tensor([r.truncated for r in trained], device=args.device)  # (B*M,)
         if args.mask_truncated:  # a cut-off completion never reached its answer: keep it out of the loss
             batch["mask"] = batch["mask"] * ~truncated[:, None]  # (B*M, L-1)
-        old_logp, entropy = frozen_logprobs(model, batch, args)  # (B*M, L-1) the policy that sampled (= the engine's)
+        # (b*M, L-1) the policy that sampled (= the engine's); FSDP's module gathers its layers, DDP's
+        # replica needs no wrapper (and no collective) for a pass without gradient
+        old_logp, entropy = frozen_logprobs(trainer if args.fsdp else model, batch, args)
         ref_logp = None if ref is None else frozen_logprobs(ref, batch, args)[0]
         # The sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
-        sampler_gap = grpo.masked_mean((old_logp - batch["sampler_logp"]).abs(), batch["mask"]).item()
+        sampler_gap = dist.masked_mean((old_logp - batch["sampler_logp"]).abs(), batch["mask"])
 
         # 4-5. loss and optimizer step(s), unless nothing can be learned: every advantage is 0 (each
         # group unanimous) or every trained token is masked. AdamW would still move the weights
-        # (momentum, weight decay) on a zero gradient, so skip the update itself.
-        if (adv == 0).all() or batch["mask"].sum() == 0:
+        # (momentum, weight decay) on a zero gradient, so skip the update itself. Decided on the whole
+        # step (every rank's groups and tokens), so all ranks skip together or none does.
+        if (adv_all == 0).all() or dist.all_sum(batch["mask"].sum()) == 0:
             stats, update = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "nonfinite": 0}, "no-signal"
         else:
-            stats = grpo_update(model, opt, {**batch, "old_logp": old_logp, "adv": adv, "ref_logp": ref_logp}, args)
+            stats = grpo_update(trainer, opt, {**batch, "old_logp": old_logp, "adv": adv, "ref_logp": ref_logp}, args)
             update = "nonfinite" if stats["nonfinite"] else "ok"
         nonfinite_skips += stats["nonfinite"]
         with warnings.catch_warnings():  # the schedule counts steps, updated or skipped (torch warns on a skip)
@@ -356,47 +427,59 @@ def main(argv=None):
         t3 = time.time()
 
         # 6. sync: the engine samples from the new weights next step
-        engine.sync(model)
+        push_weights()
         t4 = time.time()
 
-        # 7. log (true answers are read here, for monitoring only)
+        # 7. log (true answers are read here, for monitoring only): every rank's per-group numbers,
+        # gathered in step order, so the metrics are those of the whole step; rank 0 writes them
         truth = [truths[i] for i in idx]
-        true_rewards = np.array([[float(grade(extract(r.text, args.answer_format), tr)) for r in g] for g, tr in zip(groups, truth)])
+        every = dist.all_gather_shards([
+            {"true": [float(grade(extract(r.text, args.answer_format), tr)) for r in g], "vote": v, "label_ok": grade(label, tr),
+             "len": [len(r.ids) for r in g], "truncated": [r.truncated for r in g]}
+            for g, v, label, tr in zip(groups, votes, labels, truth)])
+        true_rewards = np.array([e["true"] for e in every])  # (B, N)
         m = {
             "step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 3), "lr": sched.get_last_lr()[0],
             "loss": stats["loss"], "reward_mean": train_rewards.mean().item(), "reward_std": train_rewards.std().item(),
             "zero_std_frac": (train_rewards.std(1) == 0).float().mean().item(),
-            "majority_ratio": float(np.mean([v.majority_ratio for v in votes])),
-            "distinct_answers": float(np.mean([v.n_distinct for v in votes])),
-            "label_acc": float(np.mean([grade(label, tr) for label, tr in zip(labels, truth)])),
+            "majority_ratio": float(np.mean([e["vote"].majority_ratio for e in every])),
+            "distinct_answers": float(np.mean([e["vote"].n_distinct for e in every])),
+            "label_acc": float(np.mean([e["label_ok"] for e in every])),
             # does the pseudo-reward (>= 0.5 counts as "right") agree with the true reward?
             "reward_acc": float(((rewards.cpu().numpy() >= 0.5) == true_rewards).mean()),
             "true_reward": float(true_rewards.mean()),
-            "clip_frac": stats["clip_frac"], "kl": stats["kl"], "sampler_gap": sampler_gap,
-            "entropy": grpo.masked_mean(entropy, batch["mask"]).item(), "grad_norm": stats["grad_norm"],
-            "response_len": float(np.mean([len(r.ids) for g in groups for r in g])),
-            "truncated_frac": float(np.mean([r.truncated for g in groups for r in g])),
-            "truncated_trained": int(truncated.sum()), "update": update, "nonfinite_skips": nonfinite_skips,
+            "clip_frac": dist.all_mean(stats["clip_frac"]), "kl": dist.all_mean(stats["kl"]), "sampler_gap": sampler_gap,
+            "entropy": dist.masked_mean(entropy, batch["mask"]), "grad_norm": stats["grad_norm"],
+            "response_len": float(np.mean([n for e in every for n in e["len"]])),
+            "truncated_frac": float(np.mean([t for e in every for t in e["truncated"]])),
+            "truncated_trained": sum(sum(e["truncated"][:args.n_train]) for e in every), "update": update,
+            "nonfinite_skips": nonfinite_skips,
             "t_sample": t1 - t0, "t_reward": t2 - t1, "t_train": t3 - t2, "t_sync": t4 - t3,
         }
         m["collapse_warning"] = monitor.check(m)
-        log.write(json.dumps(m) + "\n")
-        log.flush()
-        tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | label_acc {m['label_acc']:.2f} | "
-                   f"maj_ratio {m['majority_ratio']:.2f} | true_reward {m['true_reward']:.3f} | ent {m['entropy']:.3f} | "
-                   f"kl {m['kl']:.4f} | {t4 - t0:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})"
-                   + ("" if update == "ok" else f" | update skipped: {update}"))
-        if update == "nonfinite":
-            tqdm.write(f"WARNING step {m['step']}: non-finite loss or gradient, update skipped "
-                       f"({nonfinite_skips} so far); lower --lr or check the data")
-        if m["collapse_warning"]:
-            tqdm.write(f"WARNING step {m['step']}: {m['collapse_warning']}")
+        if dist.is_main():  # one line in metrics.jsonl and on screen, from rank 0
+            log.write(json.dumps(m) + "\n")
+            log.flush()
+            tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | label_acc {m['label_acc']:.2f} | "
+                       f"maj_ratio {m['majority_ratio']:.2f} | true_reward {m['true_reward']:.3f} | ent {m['entropy']:.3f} | "
+                       f"kl {m['kl']:.4f} | {t4 - t0:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})"
+                       + ("" if update == "ok" else f" | update skipped: {update}"))
+            if update == "nonfinite":
+                tqdm.write(f"WARNING step {m['step']}: non-finite loss or gradient, update skipped "
+                           f"({nonfinite_skips} so far); lower --lr or check the data")
+            if m["collapse_warning"]:
+                tqdm.write(f"WARNING step {m['step']}: {m['collapse_warning']}")
         if args.save_every and m["step"] % args.save_every == 0 and m["step"] < total:
-            checkpoint.save(out, m["step"], model, saver, opt, sched, order, extra, args.keep_checkpoints)
-    log.close()
+            save_checkpoint(m["step"])
+    if log:
+        log.close()
 
     after = run_eval("after")
-    checkpoint.write_model(out / "final", model, saver, extra)
+    weights = dist.full_state_dict(trainer) if args.fsdp else None  # FSDP: gathered to rank 0
+    if not dist.is_main():
+        dist.teardown({engine, judge})
+        return out
+    checkpoint.write_model(out / "final", model, saver, extra, weights=weights)
     plot_curves(out, args)
     if before and after:
         print(f"\n{'metric':<10}{'before':>9}{'after':>9}")
@@ -406,6 +489,7 @@ def main(argv=None):
         k = args.eval_k
         print(f"TTRL claim (after avg@{k} >= before maj@{k}): {after[f'avg@{k}']:.3f} vs {before[f'maj@{k}']:.3f}")
     print(f"run folder: {out}")
+    dist.teardown({engine, judge})
     return out
 
 
@@ -458,27 +542,38 @@ def frozen_logprobs(model, batch: dict, args) -> tuple[torch.Tensor, torch.Tenso
 def grpo_update(model, opt, batch: dict, args) -> dict:
     """Steps 4-5: --updates-per-step optimizer updates, each on a slice of the rollouts, each slice
     split into micro-batches whose gradients add up to the gradient of the slice's loss.
-    Guard: an update whose loss or gradient norm is NaN/inf is not applied (counted in "nonfinite")."""
+    Guard: an update whose loss or gradient norm is NaN/inf is not applied (counted in "nonfinite").
+    Under torchrun `model` is the DDP / FSDP module and `batch` this rank's share of the rollouts: the
+    slice's loss is the one over every rank's share (see the share below), and the decisions (skip,
+    clip) are taken on numbers that are the same on every rank."""
     stats = {"loss": 0.0, "clip_frac": [], "kl": [], "grad_norm": [], "nonfinite": 0}
     n_seq = len(batch["mask"])
     for u in range(args.updates_per_step):
         upd = {k: None if v is None else v[u * n_seq // args.updates_per_step:(u + 1) * n_seq // args.updates_per_step]
                for k, v in batch.items()}
-        # One loss over the slice: weight each micro-batch by its share of --loss-agg's denominator.
+        # One loss over the slice: weight each micro-batch by its share of --loss-agg's denominator,
+        # the denominator of every rank's slice together (tokens or sequences, summed over ranks).
+        # DDP and FSDP average gradients over the K ranks, hence the factor K: summed, the K ranks'
+        # weighted losses are the 1-rank loss, whatever each rank's token count.
         size = (lambda b: b["mask"].sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b["mask"])))
+        total = dist.all_sum(size(upd))
         opt.zero_grad(set_to_none=True)
         upd_loss = 0.0
-        for mb in micro_batches(upd, args.micro_batch):
-            logp, _ = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (m, L-1)
-            loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
-                                        mb["ref_logp"], args.kl_coef, args.loss_agg,
-                                        mb["sampler_logp"] if args.is_cap > 0 else None, args.is_cap)
-            share = float(size(mb) / size(upd))
-            (loss * share).backward()
+        mbs = list(micro_batches(upd, args.micro_batch))
+        for j, mb in enumerate(mbs):
+            with dist.grad_sync(model, j == len(mbs) - 1):  # one gradient all-reduce per update, in the last backward
+                logp, _ = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (m, L-1)
+                loss, st = grpo.policy_loss(logp, mb["old_logp"], mb["adv"], mb["mask"], args.eps_low, args.eps_high,
+                                            mb["ref_logp"], args.kl_coef, args.loss_agg,
+                                            mb["sampler_logp"] if args.is_cap > 0 else None, args.is_cap)
+                share = float(size(mb) / total * dist.world)
+                (loss * share).backward()
             upd_loss += loss.item() * share
             stats["clip_frac"].append(st["clip_frac"])
             stats["kl"].append(st.get("kl", 0.0))
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip).item()
+        upd_loss = dist.all_mean(upd_loss)  # the slice's loss (NaN if any rank's is): the same skip on every rank
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)  # of the all-reduced gradient
+        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP returns a DTensor
         if not (math.isfinite(norm) and math.isfinite(upd_loss)):
             opt.zero_grad(set_to_none=True)  # the weights and AdamW's moments stay as they were
             stats["nonfinite"] += 1
@@ -487,6 +582,16 @@ def grpo_update(model, opt, batch: dict, args) -> dict:
         stats["grad_norm"].append(norm)
         opt.step()
     return {k: v if k in ("loss", "nonfinite") else float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+
+
+def check_distributed(args, launched: bool, world: int) -> None:
+    """Flags that need torchrun, or do not go with it (one-line errors)."""
+    if args.fsdp and not launched:
+        raise SystemExit("--fsdp shards the trainer over torchrun's processes: "
+                         "start with torchrun --nproc_per_node K train.py ... --fsdp")
+    if args.tp > 1 and world > 1:
+        raise SystemExit(f"--tp {args.tp} with {world} torchrun ranks: not supported (vLLM's tensor-parallel workers "
+                         f"need a process group of their own); --tp is for a single-process run on several GPUs")
 
 
 def micro_batches(batch: dict, size: int):
