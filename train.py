@@ -422,7 +422,7 @@ def main(argv=None):
             update = "nonfinite" if stats["nonfinite"] else "ok"
         nonfinite_skips += stats["nonfinite"]
         with warnings.catch_warnings():  # the schedule counts steps, updated or skipped (torch warns on a skip)
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()`")
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`")
             sched.step()
         t3 = time.time()
 
