@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinymath import cached, check_shift, pretrain, save_built
+from tinymath import cached, check_shift, make_tokenizer, pretrain, save_built
 
 SOUNDS = ["tone", "hiss", "chirp", "click"]
 WORDINGS = ["{w}", "a {w}", "a {w} sound", "i hear a {w}", "it sounds like a {w}"]
@@ -111,13 +111,10 @@ def prompt_text(question: str = QUESTION) -> str:
 # ----------------------------------------------------------------------------- tokenizer, processor, model
 def make_processor(b: dict = BUILD):
     """Qwen2AudioProcessor = character tokenizer (Qwen2 class, as tinymath.py) + Whisper log-mel features."""
-    from transformers import Qwen2AudioProcessor, Qwen2Tokenizer, WhisperFeatureExtractor
+    from transformers import Qwen2AudioProcessor, WhisperFeatureExtractor
 
-    byte_level = {" ": "\u0120", "\n": "\u010a"}
-    vocab = {t: i for i, t in enumerate(SPECIALS + [byte_level.get(c, c) for c in CHARS])}
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], pad_token="<pad>", eos_token="<eos>", unk_token=None, bos_token=None,
-                         padding_side="left", extra_special_tokens={
-                             "audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"})
+    tok = make_tokenizer(SPECIALS, CHARS, {"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>",
+                                           "audio_eos_token": "<|audio_eos|>"})
     features = WhisperFeatureExtractor(feature_size=b["mels"], sampling_rate=RATE, chunk_length=b["seconds"])
     return Qwen2AudioProcessor(feature_extractor=features, tokenizer=tok, chat_template=None)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinymath import cached, check_shift, pretrain, save_built
+from tinymath import cached, check_shift, make_tokenizer, pretrain, save_built
 
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder changes.
 BUILD = dict(
@@ -103,13 +103,10 @@ def prompt_text(question: str = QUESTION) -> str:
 # ----------------------------------------------------------------------------- tokenizer, processor, model
 def make_processor(b: dict = BUILD):
     """LlavaProcessor = character tokenizer (Qwen2 class, as tinymath.py) + CLIP image processor."""
-    from transformers import LlavaProcessor, Qwen2Tokenizer
+    from transformers import LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    byte_level = {" ": "\u0120", "\n": "\u010a"}
-    vocab = {t: i for i, t in enumerate(SPECIALS + [byte_level.get(c, c) for c in CHARS])}
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], pad_token="<pad>", eos_token="<eos>", unk_token=None, bos_token=None,
-                         padding_side="left", extra_special_tokens={"image_token": "<image>"})
+    tok = make_tokenizer(SPECIALS, CHARS, {"image_token": "<image>"})
     size = b["size"]
     images = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
                                    image_mean=[0.5] * 3, image_std=[0.5] * 3)

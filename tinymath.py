@@ -100,17 +100,20 @@ def test_split(n: int = BUILD["n_test"], seed: int = BUILD["test_seed"]) -> list
 
 
 # ----------------------------------------------------------------------------- tokenizer + model
-def make_tokenizer():
+def make_tokenizer(specials: list[str] = SPECIALS, chars: list[str] = CHARS, extra_special_tokens: dict | None = None):
     """A Qwen2 (byte-level BPE) tokenizer whose vocabulary is our characters and no merges: one
     token per character. Byte-level spells space and newline as "Ġ" and "Ċ". Using the Qwen2 class
     itself (not a bare tokenizers object) matters: AutoTokenizer, and so vLLM, rebuilds a qwen2
-    model's tokenizer as Qwen2Tokenizer, and a vocabulary in any other spelling would lose them."""
+    model's tokenizer as Qwen2Tokenizer, and a vocabulary in any other spelling would lose them.
+    The image / audio models (tinydigits.py, tinyaudio.py) pass their own characters and their
+    placeholder tokens as extra_special_tokens (e.g. {"image_token": "<image>"})."""
     from transformers import Qwen2Tokenizer
 
     byte_level = {" ": "\u0120", "\n": "\u010a"}
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + [byte_level.get(c, c) for c in CHARS])}
+    vocab = {tok: i for i, tok in enumerate(specials + [byte_level.get(c, c) for c in chars])}
     return Qwen2Tokenizer(vocab=vocab, merges=[], pad_token="<pad>", eos_token="<eos>", unk_token=None,
-                          bos_token=None, padding_side="left")
+                          bos_token=None, padding_side="left",
+                          **({"extra_special_tokens": extra_special_tokens} if extra_special_tokens else {}))
 
 
 def make_model(tokenizer, b: dict = BUILD):
