@@ -9,12 +9,13 @@ import pytest
 import torch
 from scipy.io import wavfile
 
+from conftest import check_media_reach_the_trainer
 import data
 import media
 import tinyaudio as ta
 import train
 from rewards import extract, grade_text, majority_vote, normalize_text
-from sample import HFEngine, encode_prompt, load_policy, load_processor, placeholder_ids
+from sample import encode_prompt, load_policy, load_processor, placeholder_ids
 
 
 def peak_hz(x: np.ndarray, rate: int = ta.RATE) -> float:
@@ -117,18 +118,7 @@ def test_sampled_and_trained_logprobs_agree_on_audio_prompts(alm):
     path, model, tok, processor = alm
     rows = ta.test_split()[:4]
     prompts = [data.make_prompt(r["question"], tok, "tiny-sounds", audios=r["audios"]) for r in rows]
-    groups = HFEngine(model, tok, processor=processor).generate(prompts, n=4, temperature=1.0, seed=3, max_tokens=28)
-    rollouts = [r for g in groups for r in g]
-    assert all("input_features" in r.mm for r in rollouts)
-    batch = train.collate(rollouts, tok.pad_token_id)
-    with torch.no_grad():
-        logp, _ = train.sequence_logprobs(model, batch, 1.0)
-    assert ((logp - batch["sampler_logp"]).abs() * batch["mask"]).max().item() < 1e-4
-    # and with silence instead of the clip the numbers differ: the audio really reaches the model
-    silent = [{**r.mm, "input_features": torch.zeros_like(r.mm["input_features"])} for r in rollouts]
-    with torch.no_grad():
-        deaf = train.sequence_logprobs(model, {**batch, "mm": silent}, 1.0)[0]
-    assert ((deaf - logp).abs() * batch["mask"]).max().item() > 1e-3
+    check_media_reach_the_trainer(model, tok, processor, prompts, 28, "input_features", torch.zeros_like)  # silence
 
 
 @pytest.mark.parametrize("reward", ["majority", "cluster"])

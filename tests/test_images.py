@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import check_media_reach_the_trainer
 import data
 import tinydigits as td
 import train
-from sample import HFEngine, encode_prompt, load_policy, load_processor, placeholder_ids
+from sample import encode_prompt, load_policy, load_processor, placeholder_ids
 
 
 # ----------------------------------------------------------------------------- the shift
@@ -77,21 +78,10 @@ def test_processor_round_trip(vlm):
 
 
 def test_sampled_and_trained_logprobs_agree_on_image_prompts(vlm):
-    # The trainer's log-prob pass must see the same pixels as the sampler: same numbers.
     path, model, tok, processor = vlm
     rows = td.test_split()[:4]
     prompts = [data.make_prompt(r["question"], tok, "tiny-digits", images=r["images"]) for r in rows]
-    groups = HFEngine(model, tok, processor=processor).generate(prompts, n=4, temperature=1.0, seed=3, max_tokens=12)
-    rollouts = [r for g in groups for r in g]
-    assert all("pixel_values" in r.mm for r in rollouts)
-    batch = train.collate(rollouts, tok.pad_token_id)
-    with torch.no_grad():
-        logp, _ = train.sequence_logprobs(model, batch, 1.0)
-    assert ((logp - batch["sampler_logp"]).abs() * batch["mask"]).max().item() < 1e-4
-    # and without the image the numbers differ: the pixels really reach the model
-    with torch.no_grad():
-        blind = train.sequence_logprobs(model, {**batch, "mm": [{"pixel_values": torch.zeros(1, 3, 16, 16)}] * len(rollouts)}, 1.0)[0]
-    assert ((blind - logp).abs() * batch["mask"]).max().item() > 1e-3
+    check_media_reach_the_trainer(model, tok, processor, prompts, 12, "pixel_values", torch.zeros_like)  # black images
 
 
 def test_a_ttrv_step_changes_the_parameters(vlm, tmp_path):
