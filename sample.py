@@ -72,7 +72,9 @@ def encode_prompt(prompt: dict, tok, processor=None) -> tuple[list[int], dict]:
 
 def placeholder_ids(tok, processor) -> list[int]:
     """Token ids that stand for image / video / audio features. A sampled one would make the next
-    forward pass look for features that are not there, so the engines never sample them."""
+    forward pass look for features that are not there, so the engines never sample them. The
+    sampler's log-probs are then renormalised over the other tokens: above the trainer's by
+    -log(1 - p(placeholders)), which a trained model makes ~0 (tests/test_audio.py measures it)."""
     names = [getattr(processor, a, None) for a in ("image_token", "video_token", "audio_token")] if processor is not None else []
     return [tok.convert_tokens_to_ids(t) for t in names if t]
 
@@ -270,7 +272,7 @@ def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):
     """Load model + tokenizer from a local folder or a hub name; errors name the flag.
     A multimodal model loads as the class its config names (LLaVA, Qwen2-Audio, ...); of Qwen2.5-Omni
     only the thinker (audio / image / video in, text out) is loaded: the talker (speech out) plays no
-    part in text rewards (untested here: no GPU, no hub)."""
+    part in text rewards (tests/test_audio.py checks this on a tiny random Omni checkpoint)."""
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -278,10 +280,8 @@ def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):
         tok = AutoTokenizer.from_pretrained(name_or_path, padding_side="left")
         config = AutoConfig.from_pretrained(name_or_path)
         kwargs = {"dtype": getattr(torch, dtype)}
-        if config.model_type == "qwen2_5_omni":
-            omni = transformers.Qwen2_5OmniForConditionalGeneration.from_pretrained(name_or_path, enable_audio_output=False, **kwargs)
-            model = omni.thinker
-            model.config._name_or_path = name_or_path  # load_processor finds the processor through it
+        if config.model_type == "qwen2_5_omni":  # the thinker's weights alone, read from the full checkpoint
+            model = transformers.Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(name_or_path, **kwargs)
         elif is_multimodal(config):
             model = getattr(transformers, config.architectures[0]).from_pretrained(name_or_path, **kwargs)
         else:

@@ -15,7 +15,7 @@ import media
 import tinyaudio as ta
 import train
 from rewards import extract, grade_text, majority_vote, normalize_text
-from sample import encode_prompt, load_policy, load_processor, placeholder_ids
+from sample import HFEngine, cat_mm, encode_prompt, load_policy, load_processor, placeholder_ids
 
 
 def peak_hz(x: np.ndarray, rate: int = ta.RATE) -> float:
@@ -186,3 +186,50 @@ def test_audio_stored_by_datasets_is_decoded_here(tmp_path):
     (row,) = data.load_rows(str(tmp_path / "d.parquet"), extra_keys={"audios": "audio"})
     (wave, rate), = row["audios"]
     assert rate == ta.RATE and np.abs(wave - clip).max() < 1e-4
+
+
+def test_qwen25_omni_loads_as_its_thinker_and_trains_on_audio(tmp_path):
+    # OP-TTRAV's model family, tiny and random: load_policy keeps the thinker (no talker), which samples
+    # from audio features and whose trainer log-probs match the sampler's. (Its processor cannot be
+    # built here: Qwen2.5-Omni's video processor needs torchvision, a CUDA-only build on PyPI.)
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration, WhisperFeatureExtractor
+
+    from tinymath import make_tokenizer
+
+    specials = ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>", "<|vision_eos|>"]
+    tok = make_tokenizer(["<pad>", "<eos>"] + specials, list("abcdefghijklmnopqrstuvwxyz:? \n"))
+    audio, bos, eos, image, video, vbos, veos = (tok.convert_tokens_to_ids(t) for t in specials)
+    thinker = dict(
+        audio_config=dict(d_model=32, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=128,
+                          output_dim=48, n_window=100),
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=48, fullatt_block_indexes=[0]),
+        text_config=dict(hidden_size=48, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, intermediate_size=96,
+                         vocab_size=len(tok), rope_scaling={"rope_type": "default", "mrope_section": [4, 4, 4]}),
+        audio_token_index=audio, image_token_index=image, video_token_index=video, audio_start_token_id=bos, audio_end_token_id=eos,
+        vision_start_token_id=vbos, vision_end_token_id=veos)
+    torch.manual_seed(0)
+    Qwen2_5OmniForConditionalGeneration(Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    model, tok = load_policy(str(tmp_path))
+    assert type(model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+
+    features = WhisperFeatureExtractor(feature_size=128, sampling_rate=ta.RATE)  # Whisper's 30 s window, as Omni's
+    f = features([ta.make_clip("chirp", np.random.default_rng(5))], sampling_rate=ta.RATE, return_tensors="pt",
+                 return_attention_mask=True)
+    frames = int(f["attention_mask"].sum())  # 100 per second -> conv stride 2 -> pooling 2
+    ids = [bos] + [audio] * ((((frames - 1) // 2 + 1) - 2) // 2 + 1) + [eos] + tok("q: what sound?\na:")["input_ids"]
+    mm = {"input_features": f["input_features"], "feature_attention_mask": f["attention_mask"]}
+    engine = HFEngine(model, tok)
+    placeholders = [audio, image, video]
+    engine.suppress = placeholders  # what placeholder_ids gives with the processor: never sample a placeholder
+    rollouts = engine._generate_batch([(ids, mm)] * 3, 1.0, 1.0, 6)
+    batch = train.collate(rollouts, tok.pad_token_id)
+    with torch.no_grad():
+        logp, _ = train.sequence_logprobs(model, batch, 1.0)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **cat_mm(batch["mm"])).logits[:, :-1]
+    # The sampler renormalised over the tokens it may draw; this random model gives the placeholders
+    # a few percent, so its log-probs sit log(1 - p(placeholders)) above the trainer's (a trained
+    # model gives them ~0): equal once that is accounted for.
+    p_placeholders = logits.float().softmax(-1)[..., placeholders].sum(-1)  # (n, L-1)
+    gap = logp - torch.log1p(-p_placeholders) - batch["sampler_logp"]
+    assert (gap.abs() * batch["mask"]).max().item() < 1e-4
