@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import config
 import data
 import tinymath
 import train
@@ -119,7 +120,7 @@ def test_memory_savers_give_the_same_update(policy, agg, flags):
         assert torch.allclose(updated[0][k], updated[1][k], atol=1e-6), k
 
 
-@pytest.mark.parametrize("reward", train.REWARDS)
+@pytest.mark.parametrize("reward", config.REWARDS)
 def test_every_reward_mode_runs_a_step(policy, reward, tmp_path):
     out = train.main(["--out", str(tmp_path / reward), "--reward", reward, "--encoder", "tfidf", "--engine", "hf",
                       "--max-steps", "1", "--prompts-per-step", "2", "--n-votes", "4", "--n-train", "4", "--eval-k", "0",

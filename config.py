@@ -1,0 +1,158 @@
+"""Every flag of train.py, the paper recipes (--preset) and the checks on them: one place to read
+what a run can be told to do.
+
+    python train.py --help                         # the flags, grouped as below
+    python train.py --preset ttrl-math500          # a recipe: sets defaults, flags given too override it
+
+Scope: argparse only. `parse_args` returns the resolved namespace that train.py saves as the run's
+config.json; with --resume it is that run's config.json, checked against the flags given
+(checkpoint.resume_config). No model, data or device work happens here.
+"""
+import argparse
+from pathlib import Path
+
+import torch
+
+import checkpoint
+import data
+
+REWARDS = ["majority", "frequency", "centroid", "cluster", "cluster-continuous", "judge"]
+
+# The TTRL paper's recipes (shared/reference/ttrl-family.md): Qwen2.5-Math, 64 votes / 32 trained,
+# 8 prompts per step in mini-batches of 1 prompt (8 updates per step), lr 5e-7 cosine with 3% warm-up,
+# k3 KL 0.001, clip 0.2, T = 1.0, responses up to 3072 tokens. A preset sets defaults; flags override.
+_TTRL = dict(model="Qwen/Qwen2.5-Math-1.5B", n_votes=64, n_train=32, prompts_per_step=8, updates_per_step=8,
+             lr=5e-7, lr_schedule="cosine", warmup_ratio=0.03, weight_decay=0.01, kl_coef=0.001, eps_low=0.2,
+             eps_high=0.2, loss_agg="token-mean", temperature=1.0, top_p=1.0, max_tokens=3072, micro_batch=2,
+             grad_checkpointing=True,
+             eval_k=16, eval_temperature=0.6, eval_top_p=0.95)
+PRESETS = {
+    # TTRV (shared/reference/ttrl-family.md) on the embedded image task: frequency reward plus the
+    # entropy term in its per-sample form (the literal one cancels in group advantages).
+    "tiny-digits": dict(model="tiny-digits", data="tiny-digits", reward="frequency", entropy_coef=0.2,
+                        entropy_form="per-sample", n_votes=16, n_train=8, prompts_per_step=16, epochs=2,
+                        lr=1e-4, max_tokens=12, eval_k=16),
+    # OP-TTRAV (shared/reference/ttrl-family.md) on the embedded audio task: free-text answers,
+    # 16 votes / 4 trained, no KL; --reward picks the consensus (majority / centroid / cluster / judge).
+    "tiny-sounds": dict(model="tiny-sounds", data="tiny-sounds", answer_format="text", reward="cluster", n_votes=16,
+                        n_train=4, prompts_per_step=16, epochs=2, lr=1e-4, max_tokens=28, eval_k=16),
+    # OP-TTRAV's recipe (same file) for GPU users: Qwen2.5-Omni-3B's thinker on an audio QA file of
+    # theirs (--data FILE --audio-key COL), 16 votes / 4 trained, 4 prompts per step, T = 1.0, no KL,
+    # cluster vote over BGE-small embeddings. lr is not given there: TTRL's 5e-7. Untested (no GPU here).
+    "op-ttrav-omni": dict(model="Qwen/Qwen2.5-Omni-3B", data=None, answer_format="text", reward="cluster",
+                          encoder="BAAI/bge-small-en-v1.5", n_votes=16, n_train=4, prompts_per_step=4, lr=5e-7,
+                          kl_coef=0.0, temperature=1.0, max_tokens=256, micro_batch=4, grad_checkpointing=True,
+                          eval_k=8),
+    "ttrl-math500": {**_TTRL, "data": "math500", "epochs": 10},
+    "ttrl-aime24": {**_TTRL, "data": "aime24", "epochs": 80},
+    "ttrl-amc": {**_TTRL, "data": "amc", "epochs": 30},
+}
+
+
+def parse_args(argv=None, description: str | None = None):
+    """The run's flags, resolved (preset defaults, resume config, derived defaults), or a one-line error."""
+    ap = argparse.ArgumentParser(description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = ap.add_argument
+    a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
+    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits', 'tiny-sounds' = the embedded models, built on first use)")
+    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds (embedded), a hub set ({', '.join(data.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")
+    a("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths relative to the file, or stored audio")
+    a("--answer-format", default=None, choices=["boxed", "text"], help="boxed: the \\boxed{} answer (math); text: the whole response is "
+      "a free-text answer, voted on by exact normalised text (open-ended QA, OP-TTRAV); default: text for tiny-sounds, else boxed")
+    a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
+    a("--question-key", default="question", help="column holding the question (files)")
+    a("--answer-key", default="answer", help="column holding the reference answer (files; read by evaluation and monitoring only)")
+    a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data.py)")
+    a("--out", default=None, help="run folder (default runs/<date-time>)")
+    a("--seed", type=int, default=0, help="seed for data order, sampling and torch")
+    a("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device of the policy (default: cuda if available)")
+    a("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype of the trainer (autocast) and the engine; "
+      "weights and optimizer stay float32 (default: float32 on CPU, bfloat16 on GPU)")
+    a("--save-every", type=int, default=10, help="write a checkpoint (model, optimizer, RNG, data order) every N steps; 0 = only final/")
+    a("--keep-checkpoints", type=int, default=5, help="model copies to keep in checkpoints/ (0 = all); only the newest keeps optimizer state")
+    a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest checkpoint, with its config.json (see checkpoint.py)")
+    # TTRL
+    a("--n-votes", type=int, default=16, help="N: completions sampled per question, all of them vote")
+    a("--n-train", type=int, default=8, help="M <= N: completions per question used in the GRPO loss")
+    a("--prompts-per-step", type=int, default=8, help="questions per step")
+    a("--epochs", type=float, default=3, help="passes over the test questions")
+    a("--max-steps", type=int, default=None, help="stop after this many steps (default: from --epochs)")
+    a("--reward", default="majority", choices=REWARDS, help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes (TTRV); "
+      "centroid / cluster / cluster-continuous / judge: OP-TTRAV's semantic rewards (see rewards.py)")
+    a("--encoder", default="minilm", help="semantic rewards: minilm (packaged all-MiniLM-L6-v2), tfidf, or a sentence-transformers name/folder")
+    a("--centroid-anchor", default="medoid", choices=["medoid", "centroid"], help="centroid reward: cosine to the medoid answer (OP-TTRAV) or to the mean direction")
+    a("--cluster-k-min", type=int, default=2, help="cluster rewards: smallest K tried by KMeans (K = 1 when every answer agrees)")
+    a("--cluster-k-max", type=int, default=4, help="cluster rewards: largest K tried (chosen by cosine silhouette)")
+    a("--judge-model", default=None, help="judge reward: model that scores answers 0-10 (default: the policy itself, through its engine)")
+    a("--judge-max-tokens", type=int, default=8, help="judge reward: max tokens of each judge reply")
+    a("--entropy-coef", type=float, default=0.0, help="TTRV entropy term weight (0 = off); see rewards.py")
+    a("--entropy-form", default="per-sample", choices=["per-sample", "literal"], help="per-sample: coef*log p(answer), survives group normalisation; literal: -coef*H, cancels (TTRV's code)")
+    a("--temperature", type=float, default=1.0, help="rollout sampling temperature (TTRL: 1.0)")
+    a("--top-p", type=float, default=1.0, help="rollout nucleus top-p (1.0 keeps the ratio unbiased)")
+    a("--max-tokens", type=int, default=64, help="max completion tokens, rollouts and evaluation")
+    a("--mask-truncated", action="store_true", help="leave completions that hit --max-tokens out of the loss (they still vote)")
+    # GRPO
+    a("--lr", type=float, default=5e-5, help="AdamW learning rate (tiny-math: 5e-5, 2e-4 collapses; TTRL on Qwen2.5-Math: 5e-7)")
+    a("--lr-schedule", default="constant", choices=["constant", "cosine"], help="after warm-up: constant or cosine to 0")
+    a("--warmup-ratio", type=float, default=0.0, help="fraction of steps with linear LR warm-up (TTRL: 0.03)")
+    a("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    a("--grad-clip", type=float, default=1.0, help="max gradient norm")
+    a("--updates-per-step", type=int, default=1, help="optimizer updates per rollout batch (mini-batches; >1 makes the ratio != 1)")
+    a("--micro-batch", type=int, default=64, help="completions per forward/backward (gradient accumulation; lower it if out of memory)")
+    a("--grad-checkpointing", action="store_true", help="recompute activations during backward: much less memory for long responses, ~30%% more train time")
+    a("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead of a full replica per rank (DDP)")
+    a("--adv-scale", default="group", choices=["group", "batch", "none"], help="advantage std: per group (GRPO), batch, or none (Dr. GRPO)")
+    a("--loss-agg", default="token-mean", choices=["token-mean", "seq-mean-token-mean"], help="how token losses are averaged")
+    a("--eps-low", type=float, default=0.2, help="PPO clip: ratio floor 1 - eps_low")
+    a("--eps-high", type=float, default=0.2, help="PPO clip: ratio ceiling 1 + eps_high (DAPO: 0.28)")
+    a("--kl-coef", type=float, default=0.0, help="beta for the k3 KL to the start model (0 = no reference model; TTRL: 0.001)")
+    a("--is-cap", type=float, default=2.0, help="truncated importance sampling: weight tokens by min(p_trainer / p_sampler, cap); 0 = off")
+    # engine + evaluation
+    a("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine: vllm, hf (transformers), auto = vllm if installed")
+    a("--gen-batch", type=int, default=256, help="hf engine: sequences per generate() call")
+    a("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB (lower it if out of memory)")
+    a("--vllm-gpu-memory", type=float, default=0.3, help="vllm on GPU: fraction of GPU memory for the engine; the trainer shares the GPU")
+    a("--tp", type=int, default=1, help="vllm tensor-parallel size (GPUs per engine) for models too big for one GPU")
+    a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
+    a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
+    a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
+    # collapse monitor (TTRV's long runs collapsed): warn when a signal stays under its floor
+    a("--collapse-entropy", type=float, default=0.01, help="warn when the mean token entropy stays below this")
+    a("--collapse-distinct", type=float, default=1.1, help="warn when the mean number of distinct answers per question stays below this")
+    a("--collapse-patience", type=int, default=5, help="consecutive steps under a floor before the warning")
+    preset = argparse.ArgumentParser(add_help=False)
+    preset.add_argument("--preset", default=None, choices=list(PRESETS))
+    name = preset.parse_known_args(argv)[0].preset
+    if name:
+        ap.set_defaults(**PRESETS[name])
+    args = ap.parse_args(argv)
+    if args.resume:
+        # Which flags were typed? Those that overwrite a sentinel-filled namespace.
+        unset = object()
+        probe = ap.parse_args(argv, namespace=argparse.Namespace(**{k: unset for k in vars(args)}))
+        given = {k: v for k, v in vars(probe).items() if v is not unset}
+        args = argparse.Namespace(**checkpoint.resume_config(args.resume, given, vars(args)))
+    if args.data is None:
+        ap.error(f"--preset {name} needs --data: a .jsonl/.json/.parquet/.csv file with an audio column (--audio-key)")
+    args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    args.answer_format = data.answer_format(args.data, args.answer_format)
+    if args.encoder not in ("minilm", "tfidf") and "/" not in args.encoder and not Path(args.encoder).is_dir():
+        ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
+    if args.n_train < 2:
+        ap.error(f"--n-train {args.n_train}: GRPO needs at least 2 completions per group")
+    if args.adapt_on < 0:
+        ap.error(f"--adapt-on {args.adapt_on}: a number of questions, 0 = all")
+    if args.n_train > args.n_votes:
+        ap.error(f"--n-train {args.n_train} > --n-votes {args.n_votes}: the trained completions are a subset of the voters")
+    return args
+
+
+def check_distributed(args, launched: bool, world: int) -> None:
+    """Flags that need torchrun, or do not go with it (one-line errors)."""
+    if args.fsdp and not launched:
+        raise SystemExit("--fsdp shards the trainer over torchrun's processes: "
+                         "start with torchrun --nproc_per_node K train.py ... --fsdp")
+    if args.tp > 1 and world > 1:
+        raise SystemExit(f"--tp {args.tp} with {world} torchrun ranks: not supported (vLLM's tensor-parallel workers "
+                         f"need a process group of their own); --tp is for a single-process run on several GPUs")
