@@ -101,7 +101,7 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
         # raw {"bytes", "path"} instead and decode in media.py like any file
         from datasets import Audio
         table = table.cast_column(columns["audios"], Audio(decode=False))
-    rows, skipped = [], []
+    rows, numbers, skipped = [], [], []  # numbers: each kept row's place in the file (1-based)
     for i, r in enumerate(table, 1):
         row = {field: r[key] for field, key in columns.items()}
         row["question"], row["answer"] = _text(row["question"]), _text(row["answer"])
@@ -109,6 +109,7 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
             row["answer"] = row["answer"].split("####")[-1].replace(",", "").strip() if "####" in row["answer"] else ""
         if row["question"] and row["answer"]:
             rows.append(row)
+            numbers.append(i)
         else:
             skipped.append(i)
     if skipped:
@@ -116,7 +117,7 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
               f"(rows {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
     if not rows:
         raise SystemExit(f"--data {data}: no usable rows")
-    for i, row in enumerate(rows, 1):  # decoded now: a broken file is an error naming its row (media.py)
+    for i, row in zip(numbers, rows):  # decoded now: a broken file is an error naming its row (media.py)
         if "images" in columns:
             row["images"] = media.open_images(row["images"], data, i)
         if "audios" in columns:
@@ -177,7 +178,7 @@ def _load_file(data: str):
                          f"{str(cause).splitlines()[0] if str(cause) else ''})") from None
 
 
-# The embedded models: the marker file each build writes -> its name, prompt format and checker.
+# The embedded models: the marker file each build writes -> its name and prompt format.
 EMBEDDED = {
     "tinymath_build.json": ("tiny-math", tinymath.prompt_text),
     "tinydigits_build.json": ("tiny-digits", tinydigits.prompt_text),

@@ -233,3 +233,11 @@ def test_qwen25_omni_loads_as_its_thinker_and_trains_on_audio(tmp_path):
     p_placeholders = logits.float().softmax(-1)[..., placeholders].sum(-1)  # (n, L-1)
     gap = logp - torch.log1p(-p_placeholders) - batch["sampler_logp"]
     assert (gap.abs() * batch["mask"]).max().item() < 1e-4
+
+
+def test_a_bad_clip_is_named_by_its_row_in_the_file_after_skipped_rows(tmp_path):
+    wavfile.write(tmp_path / "ok.wav", ta.RATE, np.zeros(100, np.int16) + 1)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"question": "", "answer": "tone", "clip": "ok.wav"}) + "\n" +  # skipped
+                                      json.dumps({"question": "q", "answer": "tone", "clip": "gone.wav"}) + "\n")
+    with pytest.raises(SystemExit, match=r"row 2: cannot decode audio 'gone.wav'"):
+        data.load_rows(str(tmp_path / "d.jsonl"), extra_keys={"audios": "clip"})
