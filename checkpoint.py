@@ -7,7 +7,7 @@
 A checkpoint folder holds the policy in HF format (from_pretrained and eval.py read it) and
 trainer_state.pt: optimizer and LR-scheduler state, the step, the remaining data order and every
 RNG state (python, numpy, torch, cuda). Sampling seeds are derived from (seed, step), so a resumed
-run on CPU repeats the uninterrupted one exactly (tests/test_resume.py checks this).
+run on CPU repeats the uninterrupted one exactly (tests/infra/test_resume.py checks this).
 
 Atomic: a checkpoint is written as step_N.tmp/ and renamed to step_N/ once complete. Rename is
 atomic on POSIX, so a folder named step_N is always whole; a *.tmp folder is a write cut short and is

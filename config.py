@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 import checkpoint
-import data
+import data.files
+import data.tasks
+from rewards import REWARDS
 
-REWARDS = ["majority", "frequency", "centroid", "cluster", "cluster-continuous", "judge"]
-
-# The TTRL paper's recipes (shared/reference/ttrl-family.md): Qwen2.5-Math, 64 votes / 32 trained,
+# The TTRL paper's recipes (docs/papers.md, docs/paper.md): Qwen2.5-Math, 64 votes / 32 trained,
 # 8 prompts per step in mini-batches of 1 prompt (8 updates per step), lr 5e-7 cosine with 3% warm-up,
 # k3 KL 0.001, clip 0.2, T = 1.0, responses up to 3072 tokens. A preset sets defaults; flags override.
 _TTRL = dict(model="Qwen/Qwen2.5-Math-1.5B", n_votes=64, n_train=32, prompts_per_step=8, updates_per_step=8,
@@ -27,12 +27,12 @@ _TTRL = dict(model="Qwen/Qwen2.5-Math-1.5B", n_votes=64, n_train=32, prompts_per
              grad_checkpointing=True,
              eval_k=16, eval_temperature=0.6, eval_top_p=0.95)
 PRESETS = {
-    # TTRV (shared/reference/ttrl-family.md) on the embedded image task: frequency reward plus the
+    # TTRV (docs/papers.md) on the embedded image task: frequency reward plus the
     # entropy term in its per-sample form (the literal one cancels in group advantages).
     "tiny-digits": dict(model="tiny-digits", data="tiny-digits", reward="frequency", entropy_coef=0.2,
                         entropy_form="per-sample", n_votes=16, n_train=8, prompts_per_step=16, epochs=2,
                         lr=1e-4, max_tokens=12, eval_k=16),
-    # OP-TTRAV (shared/reference/ttrl-family.md) on the embedded audio task: free-text answers,
+    # OP-TTRAV (docs/papers.md) on the embedded audio task: free-text answers,
     # 16 votes / 4 trained, no KL; --reward picks the consensus (majority / centroid / cluster / judge).
     "tiny-sounds": dict(model="tiny-sounds", data="tiny-sounds", answer_format="text", reward="cluster", n_votes=16,
                         n_train=4, prompts_per_step=16, epochs=2, lr=1e-4, max_tokens=28, eval_k=16),
@@ -55,7 +55,7 @@ def parse_args(argv=None, description: str | None = None):
     a = ap.add_argument
     a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
     a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits', 'tiny-sounds' = the embedded models, built on first use)")
-    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds (embedded), a hub set ({', '.join(data.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds (embedded), a hub set ({', '.join(data.files.HUB)}) or a .jsonl/.json/.parquet/.csv file")
     a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")
     a("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths relative to the file, or stored audio")
     a("--answer-format", default=None, choices=["boxed", "text"], help="boxed: the \\boxed{} answer (math); text: the whole response is "
@@ -63,7 +63,7 @@ def parse_args(argv=None, description: str | None = None):
     a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
     a("--question-key", default="question", help="column holding the question (files)")
     a("--answer-key", default="answer", help="column holding the reference answer (files; read by evaluation and monitoring only)")
-    a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data.py)")
+    a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data/prompts.py)")
     a("--out", default=None, help="run folder (default runs/<date-time>)")
     a("--seed", type=int, default=0, help="seed for data order, sampling and torch")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device of the policy (default: cuda if available)")
@@ -78,8 +78,8 @@ def parse_args(argv=None, description: str | None = None):
     a("--prompts-per-step", type=int, default=8, help="questions per step")
     a("--epochs", type=float, default=3, help="passes over the test questions")
     a("--max-steps", type=int, default=None, help="stop after this many steps (default: from --epochs)")
-    a("--reward", default="majority", choices=REWARDS, help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes (TTRV); "
-      "centroid / cluster / cluster-continuous / judge: OP-TTRAV's semantic rewards (see rewards.py)")
+    a("--reward", default="majority", choices=list(REWARDS), help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes (TTRV); "
+      "centroid / cluster / cluster-continuous / judge: OP-TTRAV's semantic rewards (rewards.py, docs/rewards.md)")
     a("--encoder", default="minilm", help="semantic rewards: minilm (packaged all-MiniLM-L6-v2), tfidf, or a sentence-transformers name/folder")
     a("--centroid-anchor", default="medoid", choices=["medoid", "centroid"], help="centroid reward: cosine to the medoid answer (OP-TTRAV) or to the mean direction")
     a("--cluster-k-min", type=int, default=2, help="cluster rewards: smallest K tried by KMeans (K = 1 when every answer agrees)")
@@ -136,13 +136,15 @@ def parse_args(argv=None, description: str | None = None):
     if args.data is None:
         ap.error(f"--preset {name} needs --data: a .jsonl/.json/.parquet/.csv file with an audio column (--audio-key)")
     args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
-    args.answer_format = data.answer_format(args.data, args.answer_format)
+    args.answer_format = data.tasks.answer_format(args.data, args.answer_format)
     if args.encoder not in ("minilm", "tfidf") and "/" not in args.encoder and not Path(args.encoder).is_dir():
         ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
     if args.n_train < 2:
         ap.error(f"--n-train {args.n_train}: GRPO needs at least 2 completions per group")
     if args.adapt_on < 0:
         ap.error(f"--adapt-on {args.adapt_on}: a number of questions, 0 = all")
+    if args.judge_model and args.reward != "judge":
+        ap.error(f"--judge-model is the judge reward's model: pass --reward judge with it (got --reward {args.reward})")
     if args.n_train > args.n_votes:
         ap.error(f"--n-train {args.n_train} > --n-votes {args.n_votes}: the trained completions are a subset of the voters")
     return args

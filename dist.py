@@ -1,9 +1,10 @@
 """Several processes: train.py as K copies of itself, one per GPU (torchrun data parallelism).
+A single-process run never needs this file: every helper returns its input unchanged at world 1.
 
     torchrun --nproc_per_node 4 train.py --preset ttrl-math500        # 4 GPUs on one machine
     torchrun --nproc_per_node 8 train.py --preset ttrl-aime24 --model Qwen/Qwen2.5-Math-7B --fsdp
     python -m torch.distributed.run --nproc_per_node 2 train.py --engine hf --max-steps 2   # 2 CPU processes
-    python -m pytest tests/test_distributed.py -q                      # the CPU checks (gloo, 2 processes)
+    python -m pytest tests/infra/test_distributed.py -q                # the CPU checks (gloo, 2 processes)
 
 torchrun starts K processes and tells each its place in environment variables (WORLD_SIZE, RANK,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT); `init` joins them into PyTorch's process group (NCCL on GPUs,
@@ -212,6 +213,28 @@ def full_weights(model):
     the sync never holds more than one whole tensor beside the shards."""
     for name, tensor in unwrap(model).state_dict().items():
         yield name, tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def push_sharded_weights(engine, trainer, engine_model=None) -> None:
+    """Step 6 under --fsdp, on every rank: the engine gets the whole new weights, gathered from the
+    shards one tensor at a time (identical on every rank). The hf engine samples from its own full
+    copy (`engine_model`, filled tensor by tensor); vLLM takes the stream of gathered tensors."""
+    if engine.name == "hf":
+        own = engine_model.state_dict()
+        with torch.no_grad():
+            for name, tensor in full_weights(trainer):
+                own[name].copy_(tensor)
+        engine.sync(engine_model)
+    else:
+        engine.sync(full_weights(trainer))
+
+
+def training_state(model, opt) -> tuple[dict, list[dict], dict | None]:
+    """What a checkpoint needs from every rank (a collective: all ranks call it): AdamW's full state,
+    every rank's RNG states, and under FSDP the whole weights (None otherwise: the module has them)."""
+    from checkpoint import rng_state
+    opt_state, rngs = optimizer_state(model, opt), all_gather(rng_state())
+    return opt_state, rngs, full_state_dict(model) if is_fsdp(model) else None
 
 
 def full_state_dict(model) -> dict:

@@ -14,7 +14,7 @@ plus one greedy completion. With c of the n = k samples correct:
     greedy  = 1 if the temperature-0 completion is correct
 All are averaged over questions. "Correct" uses rewards.grade, the same grader as the rewards; with
 --answer-format text (free-text answers) the whole response is the answer, maj@k votes by exact
-normalised text, and "correct" is the task's checker (tiny-sounds) or normalised exact match (data.grader).
+normalised text, and "correct" is the task's checker (tiny-sounds) or normalised exact match (data.tasks.grader).
 Open-ended answers (--open-ended; OP-TTRAV's auxiliary evaluation), on the greedy answer (the
 \\boxed{} content, else the whole completion) against the reference:
     bleu        corpus BLEU, sacrebleu (0-100, corpus-level: no interval; answers shorter than 4 words
@@ -81,7 +81,7 @@ def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temper
              grader=grade) -> tuple[dict, list[dict]]:
     """Returns (summary: each metric's mean and "ci95": {metric: [lo, hi]}, one record per question).
     open_ended adds BLEU / ROUGE-L (/ embedding similarity with an encoder) of the greedy answers.
-    answer_format / grader: how answers are extracted (rewards.extract) and judged (data.grader)."""
+    answer_format / grader: how answers are extracted (rewards.extract) and judged (data.tasks.grader)."""
     records = question_records(engine, prompts, truths, k, temperature, top_p, max_tokens, seed, questions,
                                answer_format=answer_format, grader=grader)
     return summarize(records, k, seed, n_boot, open_ended, encoder), records
@@ -159,20 +159,22 @@ def model_list(names: list[str]) -> list[str]:
 
 
 def main(argv=None):
-    import data
+    import data.files
+    import data.prompts
+    import data.tasks
     import sample
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["tiny-math"],
                     help="model folders, hub names or run folders ('tiny-math', 'tiny-digits' = the embedded models)")
-    ap.add_argument("--data", default="tiny-math", help=f"tiny-math, tiny-digits, tiny-sounds, {', '.join(data.HUB)}, or a .jsonl/.json/.parquet/.csv file")
+    ap.add_argument("--data", default="tiny-math", help=f"{', '.join([*data.tasks.TASKS, *data.files.HUB])}, or a .jsonl/.json/.parquet/.csv file")
     ap.add_argument("--image-key", default=None, help="column holding each row's image(s) (files)")
     ap.add_argument("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths or stored audio")
     ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: \\boxed{} answers (math); text: the whole "
                     "response is a free-text answer (default: text for tiny-sounds, else boxed)")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
-    ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (see data.py)")
+    ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (see data/prompts.py)")
     ap.add_argument("--open-ended", action="store_true", help="also BLEU, ROUGE-L and embedding similarity of the greedy answers")
     ap.add_argument("--encoder", default="minilm", help="--open-ended: sentence encoder for embed_sim (see encoders.py)")
     ap.add_argument("--k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k")
@@ -188,10 +190,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     models = model_list(args.model)
-    rows = data.load_rows(args.data, args.question_key, args.answer_key, data.media_columns(args.image_key, args.audio_key))
-    args.answer_format = data.answer_format(args.data, args.answer_format)
-    grader = data.grader(args.data, args.answer_format)
-    template = data.load_template(args.prompt_template)
+    rows = data.files.load_rows(args.data, args.question_key, args.answer_key, data.files.media_columns(args.image_key, args.audio_key))
+    args.answer_format = data.tasks.answer_format(args.data, args.answer_format)
+    grader = data.tasks.grader(args.data, args.answer_format)
+    template = data.prompts.load_template(args.prompt_template)
     encoder = None
     if args.open_ended:
         from encoders import load_encoder
@@ -201,10 +203,10 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
     results = []
     for i, name in enumerate(models):
-        path = sample.resolve_model(name)
+        path = data.tasks.resolve_model(name)
         model, tok = sample.load_policy(path, args.dtype)
         processor = sample.load_processor(model)
-        prompts = data.make_prompts(rows, tok, path, name, template, processor, args.answer_format)
+        prompts = data.prompts.make_prompts(rows, tok, path, name, template, processor, args.answer_format)
         engine = sample.make_engine(args.engine, model, tok, path, args.dtype, processor=processor, seed=args.seed,
                                     kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory)
         print(f"[{i + 1}/{len(models)}] model {path} | engine {engine.name} | {len(rows)} questions")

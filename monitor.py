@@ -1,6 +1,10 @@
-"""Watching a run: collapse warnings while it trains, and the curves of metrics.jsonl afterwards.
+"""Watching a run: each step's metrics (step 7), collapse warnings, and the curves afterwards.
 
     python monitor.py runs/<run>          # (re)draw runs/<run>/curves.png from its metrics.jsonl
+
+step_metrics is where the true answers are read, for monitoring only: label accuracy (is the
+pseudo-label right?), reward accuracy (does a pseudo-reward >= 0.5 agree with the true reward?) and
+the true reward. Every other metric is label-free.
 
 Collapse. Test-time RL rewards agreement, so its failure mode is a policy that agrees with itself
 on everything: TTRV's long runs lost accuracy that way. The signals, per step: the policy's mean
@@ -13,6 +17,43 @@ reinforcing a wrong consensus, and only the labelled evaluation can tell which.
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
+
+import dist
+
+
+def step_metrics(result: dict, truths: list[str], grade, args, step: int, epoch: float, lr: float,
+                 nonfinite_skips: int) -> dict:
+    """One line of metrics.jsonl from train.ttrl_step's result. torchrun: every rank's groups are
+    gathered in step order, so the numbers are those of the whole step (one process: its own)."""
+    stats, rewards, batch = result["stats"], result["rewards"], result["batch"]  # rewards (B, N)
+    per_group = dist.all_gather_shards([
+        {"true": [float(grade(a, truth)) for a in answers], "vote": vote, "label_ok": grade(label, truth),
+         "len": [len(r.ids) for r in group], "truncated": [r.truncated for r in group]}
+        for group, answers, vote, label, truth in
+        zip(result["groups"], result["answers"], result["votes"], result["labels"], truths)])
+    true_rewards = np.array([e["true"] for e in per_group])  # (B, N)
+    train_rewards = rewards[:, :args.n_train]  # (B, M)
+    return {
+        "step": step, "epoch": round(epoch, 3), "lr": lr,
+        "loss": stats["loss"], "reward_mean": train_rewards.mean().item(), "reward_std": train_rewards.std().item(),
+        "zero_std_frac": (train_rewards.std(1) == 0).float().mean().item(),
+        "majority_ratio": float(np.mean([e["vote"].majority_ratio for e in per_group])),
+        "distinct_answers": float(np.mean([e["vote"].n_distinct for e in per_group])),
+        "label_acc": float(np.mean([e["label_ok"] for e in per_group])),
+        # does the pseudo-reward (>= 0.5 counts as "right") agree with the true reward?
+        "reward_acc": float(((rewards.cpu().numpy() >= 0.5) == true_rewards).mean()),
+        "true_reward": float(true_rewards.mean()),
+        "clip_frac": dist.all_mean(stats["clip_frac"]), "kl": dist.all_mean(stats["kl"]),
+        # the sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
+        "sampler_gap": dist.masked_mean((batch.old_logp - batch.sampler_logp).abs(), batch.mask),
+        "entropy": dist.masked_mean(result["entropy"], batch.mask), "grad_norm": stats["grad_norm"],
+        "response_len": float(np.mean([n for e in per_group for n in e["len"]])),
+        "truncated_frac": float(np.mean([t for e in per_group for t in e["truncated"]])),
+        "truncated_trained": sum(sum(e["truncated"][:args.n_train]) for e in per_group), "update": stats["update"],
+        "nonfinite_skips": nonfinite_skips, **result["times"],
+    }
 
 
 class CollapseMonitor:

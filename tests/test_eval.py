@@ -75,7 +75,7 @@ def test_cli_on_a_run_folder_reports_last_and_best(tmp_path):
     import shutil
 
     import eval as ev
-    import tinymath
+    from data import tinymath
 
     run = tmp_path / "run"
     for d in ["checkpoints/step_000005", "final"]:

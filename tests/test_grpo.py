@@ -7,6 +7,11 @@ import torch
 import grpo
 
 
+def loss_batch(old_logp, advantages, mask, **kw):
+    """An Experience holding only what the loss reads (no model inputs needed here)."""
+    return grpo.Experience(input_ids=None, attention_mask=None, mask=mask, old_logp=old_logp, advantages=advantages, **kw)
+
+
 def test_group_advantage_one_right_of_four():
     # rewards [1,0,0,0]: mean 0.25, unbiased std sqrt(((0.75)^2 + 3 * 0.25^2) / 3) = 0.5
     adv = grpo.group_advantages(torch.tensor([[1.0, 0, 0, 0]]), eps=0.0)
@@ -51,7 +56,7 @@ def test_ratio_one_no_kl_is_minus_mean_advantage(agg):
     adv = torch.tensor([1.5, -0.5])
     mask = torch.tensor([[1.0, 1, 1], [1.0, 0, 0]])
     logp = torch.randn(2, 3)
-    loss, stats = grpo.policy_loss(logp, logp.detach(), adv, mask, agg=agg)
+    loss, stats = grpo.policy_loss(logp, loss_batch(logp.detach(), adv, mask), agg=agg)
     # token-mean: (3 * -1.5 + 1 * 0.5) / 4 = -1.0;   seq-mean-token-mean: (-1.5 + 0.5) / 2 = -0.5
     expected = -1.0 if agg == "token-mean" else -0.5
     assert math.isclose(loss.item(), expected, rel_tol=1e-6)
@@ -61,23 +66,23 @@ def test_ratio_one_no_kl_is_minus_mean_advantage(agg):
 def test_clipping_hand_computed():
     # A > 0 and rho = e^0.5 = 1.65 > 1.2: the clipped term 1.2 * A wins, gradient is zero.
     logp = torch.tensor([[0.5]], requires_grad=True)
-    loss, stats = grpo.policy_loss(logp, torch.zeros(1, 1), torch.tensor([2.0]), torch.ones(1, 1))
+    loss, stats = grpo.policy_loss(logp, loss_batch(torch.zeros(1, 1), torch.tensor([2.0]), torch.ones(1, 1)))
     assert math.isclose(loss.item(), -1.2 * 2.0, rel_tol=1e-6)
     assert stats["clip_frac"] == 1.0
     loss.backward()
     assert logp.grad.item() == 0.0
     # A < 0 and rho = e^-0.5 = 0.61 < 0.8 (eps_low): clipped to 0.8 * A; eps_high does not matter.
-    loss, _ = grpo.policy_loss(torch.tensor([[-0.5]]), torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1), eps_high=5.0)
+    loss, _ = grpo.policy_loss(torch.tensor([[-0.5]]), loss_batch(torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1)), eps_high=5.0)
     assert math.isclose(loss.item(), 0.8, rel_tol=1e-6)
     # A > 0 with eps_high = 0.28: rho = e^0.2 = 1.22 is inside the band, loss = -rho * A.
-    loss, _ = grpo.policy_loss(torch.tensor([[0.2]]), torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1), eps_high=0.28)
+    loss, _ = grpo.policy_loss(torch.tensor([[0.2]]), loss_batch(torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1)), eps_high=0.28)
     assert math.isclose(loss.item(), -math.exp(0.2), rel_tol=1e-6)
 
 
 def test_kl_added_per_token():
     logp = torch.tensor([[-2.0, -2.0]])
     ref = torch.tensor([[-1.0, -2.0]])  # k3 = [e - 2, 0], token mean (e - 2) / 2
-    loss, stats = grpo.policy_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 2), ref_logp=ref, beta=0.1)
+    loss, stats = grpo.policy_loss(logp, loss_batch(logp, torch.tensor([0.0]), torch.ones(1, 2), ref_logp=ref), kl_coef=0.1)
     assert math.isclose(loss.item(), 0.1 * (math.e - 2) / 2, rel_tol=1e-6)
     assert math.isclose(stats["kl"], (math.e - 2) / 2, rel_tol=1e-6)
 
@@ -94,6 +99,9 @@ def test_truncated_importance_weight():
     # one it found 2x more likely counts 0.5x. With rho = 1 the loss per token is -w * A.
     old = torch.zeros(1, 2)
     sampler = torch.tensor([[-math.log(4), math.log(2)]])
-    loss, stats = grpo.policy_loss(old, old, torch.tensor([1.0]), torch.ones(1, 2), sampler_logp=sampler, is_cap=2.0)
+    loss, stats = grpo.policy_loss(old, loss_batch(old, torch.tensor([1.0]), torch.ones(1, 2), sampler_logp=sampler), is_cap=2.0)
     assert math.isclose(loss.item(), -(2.0 + 0.5) / 2, rel_tol=1e-6)
     assert math.isclose(stats["is_weight"], 1.25, rel_tol=1e-6)
+    # is_cap = 0 turns the correction off: w = 1
+    loss, stats = grpo.policy_loss(old, loss_batch(old, torch.tensor([1.0]), torch.ones(1, 2), sampler_logp=sampler))
+    assert math.isclose(loss.item(), -1.0, rel_tol=1e-6) and "is_weight" not in stats

@@ -253,20 +253,36 @@ def test_vote_properties(answers, data):
 
 def test_frequency_reward_counts_equivalent_answers_together():
     # 1/2 and 0.5 are one answer with 3 votes of 5; "7" has 1; None has none.
-    vote = frequency_rewards(["1/2", "0.5", "7", None, "\\frac{1}{2}"])
-    assert np.allclose(vote.rewards, [3 / 5, 3 / 5, 1 / 5, 0.0, 3 / 5])
-    assert vote.label == "1/2"
+    rewards = frequency_rewards(["1/2", "0.5", "7", None, "\\frac{1}{2}"])
+    assert rewards.dtype == np.float32 and np.allclose(rewards, [3 / 5, 3 / 5, 1 / 5, 0.0, 3 / 5])
 
 
 def test_entropy_forms_hand_computed():
     answers = ["3", "3", "3", "5"]  # p = (3/4, 1/4)
     h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    literal = frequency_rewards(answers, 0.5, "literal").rewards
+    literal = frequency_rewards(answers, 0.5, "literal")
     assert np.allclose(literal, np.array([0.75, 0.75, 0.75, 0.25]) - 0.5 * h / math.log(2))
-    per_sample = frequency_rewards(answers, 0.5, "per-sample").rewards
+    per_sample = frequency_rewards(answers, 0.5, "per-sample")
     assert np.allclose(per_sample, [0.75 + 0.5 * math.log(0.75)] * 3 + [0.25 + 0.5 * math.log(0.25)])
-    assert math.isclose(np.mean(per_sample - frequency_rewards(answers).rewards), -0.5 * h, rel_tol=1e-6)
-    assert np.allclose(frequency_rewards(["4"] * 4, 0.5, "literal").rewards, 1.0)  # one answer: H = 0
+    assert math.isclose(np.mean(per_sample - frequency_rewards(answers)), -0.5 * h, rel_tol=1e-6)
+    assert np.allclose(frequency_rewards(["4"] * 4, 0.5, "literal"), 1.0)  # one answer: H = 0
+
+
+def test_entropy_terms_with_a_none_answer_hand_computed():
+    # The docstring's example. p(a) counts the None in N: p("3") = 2/4, p("5") = 1/4.
+    answers = ["3", "3", "5", None]
+    assert np.allclose(frequency_rewards(answers), [0.5, 0.5, 0.25, 0.0])
+    # literal: H over the answers given, q = (2/3, 1/3), normalised by ln 2 (two clusters): 0.918
+    h_q = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert math.isclose(h_q / math.log(2), 0.9183, abs_tol=1e-4)
+    literal = frequency_rewards(answers, 1.0, "literal") - frequency_rewards(answers)
+    assert np.allclose(literal, -h_q / math.log(2))
+    # per-sample: ln p(y_i), the None counting as an answer of its own met once (p = 1/4)
+    per_sample = frequency_rewards(answers, 1.0, "per-sample") - frequency_rewards(answers)
+    assert np.allclose(per_sample, [math.log(0.5), math.log(0.5), math.log(0.25), math.log(0.25)])
+    # its mean is -H(1/2, 1/4, 1/4) = -1.040, the entropy with the None as its own answer
+    h_tilde = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    assert math.isclose(per_sample.mean(), -h_tilde, rel_tol=1e-6) and math.isclose(h_tilde, 1.0397, abs_tol=1e-4)
 
 
 def test_literal_entropy_cancels_under_group_normalisation_per_sample_does_not():
@@ -276,7 +292,7 @@ def test_literal_entropy_cancels_under_group_normalisation_per_sample_does_not()
 
     groups = [["3", "3", "3", "5"], ["1", "2", "2", None], ["8", "9", "8", "8"]]
     adv = {form: grpo.group_advantages(torch.tensor(np.stack(
-        [frequency_rewards(g, 0.75 if form else 0.0, form or "literal").rewards for g in groups])))
+        [frequency_rewards(g, 0.75 if form else 0.0, form or "literal") for g in groups])))
         for form in (None, "literal", "per-sample")}
     assert torch.allclose(adv["literal"], adv[None], atol=1e-6)  # the same constant per group: gone
     assert (adv["per-sample"] - adv[None]).abs().max() > 0.01  # survives: changes which rollouts win

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-import config
-import data
-import tinymath
+import data.prompts
+import data.tasks
+from data import tinymath
 import train
+from rewards import REWARDS
 from sample import HFEngine, load_policy
 
 
@@ -22,7 +23,7 @@ def policy():
 
 
 def prompts_for(tok, path, n=4):
-    return [data.make_prompt(r["question"], tok, data.embedded_format(path)) for r in tinymath.test_split()[:n]]
+    return [data.prompts.make_prompt(r["question"], tok, data.tasks.embedded_format(path)) for r in tinymath.test_split()[:n]]
 
 
 def test_our_logprobs_match_transformers_loss(policy):
@@ -32,10 +33,10 @@ def test_our_logprobs_match_transformers_loss(policy):
     for r in rollouts:
         batch = train.collate([r], tok.pad_token_id)
         with torch.no_grad():
-            logp, _ = train.sequence_logprobs(model, batch, 1.0)
+            logp = train.sequence_logprobs(model, batch, 1.0)
             labels = torch.tensor([[-100] * len(r.prompt_ids) + r.ids])
-            ref = model(input_ids=batch["input_ids"], labels=labels).loss
-        ours = -(logp * batch["mask"]).sum() / batch["mask"].sum()
+            ref = model(input_ids=batch.input_ids, labels=labels).loss
+        ours = -(logp * batch.mask).sum() / batch.mask.sum()
         assert torch.allclose(ours, ref, atol=1e-5)
 
 
@@ -45,8 +46,8 @@ def test_sampler_logprobs_match_trainer(policy):
     groups = HFEngine(model, tok).generate(prompts_for(tok, path), n=4, temperature=0.7, seed=1)
     batch = train.collate([r for g in groups for r in g], tok.pad_token_id)
     with torch.no_grad():
-        logp, _ = train.sequence_logprobs(model, batch, 0.7)
-    diff = ((logp - batch["sampler_logp"]).abs() * batch["mask"]).max().item()
+        logp = train.sequence_logprobs(model, batch, 0.7)
+    diff = ((logp - batch.sampler_logp).abs() * batch.mask).max().item()
     assert diff < 1e-4, diff
 
 
@@ -104,15 +105,15 @@ def test_memory_savers_give_the_same_update(policy, agg, flags):
     path, model, tok = policy
     groups = HFEngine(model, tok).generate(prompts_for(tok, path), n=3, temperature=1.0, seed=5)
     batch = train.collate([r for g in groups for r in g], tok.pad_token_id)
-    batch["adv"] = torch.linspace(-1, 1, len(batch["mask"]))
+    batch.advantages = torch.linspace(-1, 1, len(batch))
     updated = []
     for argv in ([], flags):
         args = train.parse_args(["--loss-agg", agg] + argv)
         m = copy.deepcopy(model).train()
         if args.grad_checkpointing:
             m.gradient_checkpointing_enable()
-        batch["old_logp"], batch["ref_logp"] = train.frozen_logprobs(m, batch, args)[0], None
-        train.grpo_update(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, args)
+        batch.old_logp = train.no_grad_logprobs(m, batch, args)
+        train.update_policy(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, args)
         updated.append(m.state_dict())
     moved = max((updated[0][k] - v).abs().max().item() for k, v in model.state_dict().items())
     assert moved > 1e-4
@@ -120,13 +121,31 @@ def test_memory_savers_give_the_same_update(policy, agg, flags):
         assert torch.allclose(updated[0][k], updated[1][k], atol=1e-6), k
 
 
-@pytest.mark.parametrize("reward", config.REWARDS)
+@pytest.mark.parametrize("reward", list(REWARDS))
 def test_every_reward_mode_runs_a_step(policy, reward, tmp_path):
     out = train.main(["--out", str(tmp_path / reward), "--reward", reward, "--encoder", "tfidf", "--engine", "hf",
                       "--max-steps", "1", "--prompts-per-step", "2", "--n-votes", "4", "--n-train", "4", "--eval-k", "0",
                       "--entropy-coef", "0.1"])
     (step,) = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert 0 <= step["label_acc"] <= 1 and step["reward_std"] >= 0
+
+
+def test_a_new_reward_mode_is_one_function_and_one_entry(policy, tmp_path, monkeypatch):
+    # docs/rewards.md's example, registered in REWARDS and nowhere else, runs through train.py.
+    import numpy as np
+
+    from rewards import majority
+
+    def confident_majority(answers, ctx):
+        rewards, labels = majority(answers, ctx)
+        confident = np.array([v.majority_ratio >= 0.5 for v in ctx.votes])  # (B,)
+        return rewards * confident[:, None], labels
+
+    monkeypatch.setitem(REWARDS, "confident-majority", confident_majority)
+    out = train.main(["--out", str(tmp_path / "run"), "--reward", "confident-majority", "--engine", "hf",
+                      "--max-steps", "1", "--prompts-per-step", "4", "--n-votes", "8", "--n-train", "4", "--eval-k", "0"])
+    (step,) = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert step["update"] in ("ok", "no-signal") and 0 <= step["reward_mean"] <= 1
 
 
 def test_bf16_weights_would_drop_ttrl_sized_updates():
@@ -143,7 +162,7 @@ def test_bf16_autocast_run_keeps_float32_weights_and_writes_checkpoints(policy, 
                       "--save-every", "1", "--prompts-per-step", "2", "--n-votes", "4", "--n-train", "4", "--eval-k", "0"])
     # step 2 is the last step: final/ holds it, no duplicate checkpoint; no half-written *.tmp left
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000001"]
-    assert data.is_tiny_math(str(out / "checkpoints" / "step_000001"))
+    assert data.tasks.embedded_format(str(out / "checkpoints" / "step_000001")) == "tiny-math"
     final, _ = load_policy(str(out / "final"))
     assert all(p.dtype == torch.float32 for p in final.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), final.state_dict().values()))

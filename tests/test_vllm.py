@@ -9,7 +9,7 @@
 import pytest
 import torch
 
-import tinymath
+from data import tinymath
 import train
 from sample import HFEngine, VLLMEngine, load_policy
 
@@ -30,9 +30,9 @@ def vllm_scores(engine, batch) -> torch.Tensor:
     from vllm import SamplingParams
 
     params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0)
-    n, width = batch["targets"].shape
+    n, width = batch.targets.shape
     out = torch.zeros(n, width)
-    seqs = [ids[:int(m.sum())].tolist() for ids, m in zip(batch["input_ids"], batch["attention_mask"])]
+    seqs = [ids[:int(m.sum())].tolist() for ids, m in zip(batch.input_ids, batch.attention_mask)]
     for i, (seq, res) in enumerate(zip(seqs, engine.llm.generate([{"prompt_token_ids": s} for s in seqs], params, use_tqdm=False))):
         for t in range(1, len(seq)):  # entry t scores token t given tokens < t; entry 0 is None
             out[i, t - 1] = res.prompt_logprobs[t][seq[t]].logprob
@@ -47,23 +47,23 @@ def test_sync_after_a_step_keeps_engine_and_trainer_equal(setup):
     path, model, tok, engine, prompts = setup
     batch = train.collate([r for g in engine.generate(prompts, 4, 1.0, seed=0) for r in g], tok.pad_token_id)
     with torch.no_grad():
-        before, _ = train.sequence_logprobs(model, batch, 1.0)
-    assert max_gap(vllm_scores(engine, batch), before, batch["mask"]) < TOL
+        before = train.sequence_logprobs(model, batch, 1.0)
+    assert max_gap(vllm_scores(engine, batch), before, batch.mask) < TOL
 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)  # one big step: the policy visibly changes
-    logp, _ = train.sequence_logprobs(model, batch, 1.0)
-    (-(logp * batch["mask"]).sum() / batch["mask"].sum()).backward()
+    logp = train.sequence_logprobs(model, batch, 1.0)
+    (-(logp * batch.mask).sum() / batch.mask.sum()).backward()
     opt.step()
     with torch.no_grad():
-        after, _ = train.sequence_logprobs(model, batch, 1.0)
-    assert max_gap(after, before, batch["mask"]) > 0.1
+        after = train.sequence_logprobs(model, batch, 1.0)
+    assert max_gap(after, before, batch.mask) > 0.1
 
     stale = vllm_scores(engine, batch)  # (2) no sync yet: the engine still serves the old weights
-    assert max_gap(stale, after, batch["mask"]) > 0.1
-    assert max_gap(stale, before, batch["mask"]) < TOL
+    assert max_gap(stale, after, batch.mask) > 0.1
+    assert max_gap(stale, before, batch.mask) < TOL
 
     engine.sync(model)  # (1) after the sync the engine scores like the trainer
-    assert max_gap(vllm_scores(engine, batch), after, batch["mask"]) < TOL
+    assert max_gap(vllm_scores(engine, batch), after, batch.mask) < TOL
 
 
 def test_greedy_text_and_sampled_logprobs_match_transformers(setup):
@@ -76,8 +76,8 @@ def test_greedy_text_and_sampled_logprobs_match_transformers(setup):
     # Sampled at T = 0.7: vLLM's processed log-probs are the trainer's log_softmax(logits / 0.7).
     batch = train.collate([r for g in engine.generate(prompts, 4, 0.7, seed=3) for r in g], tok.pad_token_id)
     with torch.no_grad():
-        logp, _ = train.sequence_logprobs(model, batch, 0.7)
-    assert max_gap(batch["sampler_logp"], logp, batch["mask"]) < TOL
+        logp = train.sequence_logprobs(model, batch, 0.7)
+    assert max_gap(batch.sampler_logp, logp, batch.mask) < TOL
 
 
 def test_seeded_sampling_is_reproducible(setup):

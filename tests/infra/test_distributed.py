@@ -1,6 +1,6 @@
 """Data parallelism on CPU: train.py as 2 processes over the gloo backend (dist.py).
 
-    python -m pytest tests/test_distributed.py -q       # 2-3 min on 2 CPU cores
+    python -m pytest tests/infra/test_distributed.py -q       # 2-3 min on 2 CPU cores
 
 What runs: the real train.py, started by `python -m torch.distributed.run` (torchrun without needing
 it on PATH), or, for the write test, as two processes given the same environment variables torchrun
@@ -10,7 +10,7 @@ Same global batch and seed on 1 and 2 ranks give the same rollouts because, unde
 samples are seeded by its place in the step (sample.py `positions`): the hf engine generates prompt by
 prompt, so its random stream does not depend on which other prompts share the rank. The 1-rank run is
 itself under torchrun (the same code path); a plain `python train.py` seeds one stream per call, and
-tests/test_train.py and tests/test_resume.py check that it is unchanged.
+tests/test_train.py and tests/infra/test_resume.py check that it is unchanged.
 """
 import json
 import os
@@ -25,11 +25,11 @@ import torch
 
 import checkpoint
 import dist
-import tinymath
+from data import tinymath
 import train
 from sample import HFEngine, load_policy, vllm_available
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # lr 3e-4 so that two steps move the weights ~50x further than the 1e-5 tolerance
 SMALL = ["--engine", "hf", "--prompts-per-step", "4", "--n-votes", "4", "--n-train", "4", "--max-steps", "2",
          "--lr", "3e-4", "--save-every", "1"]
@@ -215,10 +215,11 @@ def test_vllm_engine_per_rank_matches_one_process(tmp_path):
 def test_hf_engine_samples_do_not_depend_on_the_shard(one_thread):
     # What makes 1 and 2 ranks comparable: with positions, a prompt's samples are the same whether it
     # is generated with all prompts (1 rank) or with every other one (rank 0 / rank 1 of 2).
-    import data
+    import data.prompts
+    import data.tasks
     path = str(tinymath.get_model())
     model, tok = load_policy(path)
-    prompts = [data.make_prompt(r["question"], tok, data.embedded_format(path)) for r in tinymath.test_split()[:4]]
+    prompts = [data.prompts.make_prompt(r["question"], tok, data.tasks.embedded_format(path)) for r in tinymath.test_split()[:4]]
     engine = HFEngine(model, tok)
     texts = lambda groups: [[r.text for r in g] for g in groups]  # noqa: E731
     whole = texts(engine.generate(prompts, n=4, temperature=1.0, seed=7, positions=[0, 1, 2, 3]))

@@ -1,7 +1,7 @@
 """The embedded default: a synthetic math task and the tiny model that (imperfectly) solves it.
 
-    python tinymath.py                 # build (or reuse) the cached model and print its path
-    python tinymath.py --show 5        # print a few test questions and one sample solution each
+    python -m data.tinymath            # build (or reuse) the cached model and print its path
+    python -m data.tinymath --show 5   # print a few test questions and one sample solution each
 
 Why this exists: nanoTTRL must run test-time RL end to end on a CPU with no model hub. So the repo
 builds its own "base model": a 0.3M-parameter Qwen2 (a real transformers architecture) with a
@@ -23,20 +23,21 @@ pseudo-label is not always right (TTRL's label accuracy is below 1, as on real b
     prompt:    "Q: 347+295\\nA:"
     solution:  " 7+5=12 4+9+1=14 3+2+1=6 \\boxed{642}"   (columns right to left, carry written as +1)
 
-Scope: the task (questions, answers, slips), the tokenizer, the model config, pre-training, cache.
+Scope: the task (questions, answers, slips), the model config and its pre-training data; the
+tokenizer builder, pre-training loop and cache are shared with the other embedded models (data/build.py).
 """
 import argparse
-import hashlib
-import json
-import os
 import random
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+
+from data.build import cached, make_tokenizer, pretrain, save_built
 
 # Pre-training text: each column slips independently. Keys are read by `solve`.
 SLIPS = {"drop_carry": 0.25, "off_by_one": 0.06, "fact_8_7": 0.45}
+MARKER = "tinymath_build.json"  # written into the model folder: says which prompt format the model speaks (data/tasks.py)
+ANSWER_FORMAT = "boxed"  # --answer-format for this task
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder code changes.
 # head size 96/3 = 32: vLLM's CPU attention supports only some head sizes (32, 64, 80, 96, 128, ...).
 BUILD = dict(
@@ -99,23 +100,7 @@ def test_split(n: int = BUILD["n_test"], seed: int = BUILD["test_seed"]) -> list
     return qs
 
 
-# ----------------------------------------------------------------------------- tokenizer + model
-def make_tokenizer(specials: list[str] = SPECIALS, chars: list[str] = CHARS, extra_special_tokens: dict | None = None):
-    """A Qwen2 (byte-level BPE) tokenizer whose vocabulary is our characters and no merges: one
-    token per character. Byte-level spells space and newline as "Ġ" and "Ċ". Using the Qwen2 class
-    itself (not a bare tokenizers object) matters: AutoTokenizer, and so vLLM, rebuilds a qwen2
-    model's tokenizer as Qwen2Tokenizer, and a vocabulary in any other spelling would lose them.
-    The image / audio models (tinydigits.py, tinyaudio.py) pass their own characters and their
-    placeholder tokens as extra_special_tokens (e.g. {"image_token": "<image>"})."""
-    from transformers import Qwen2Tokenizer
-
-    byte_level = {" ": "\u0120", "\n": "\u010a"}
-    vocab = {tok: i for i, tok in enumerate(specials + [byte_level.get(c, c) for c in chars])}
-    return Qwen2Tokenizer(vocab=vocab, merges=[], pad_token="<pad>", eos_token="<eos>", unk_token=None,
-                          bos_token=None, padding_side="left",
-                          **({"extra_special_tokens": extra_special_tokens} if extra_special_tokens else {}))
-
-
+# ----------------------------------------------------------------------------- the model
 def make_model(tokenizer, b: dict = BUILD):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -153,75 +138,15 @@ def build(out: Path, b: dict = BUILD) -> Path:
     """Pre-train the tiny model from scratch (deterministic for a given seed and torch build)."""
     torch.manual_seed(b["seed"])
     rng = random.Random(b["seed"])
-    tokenizer = make_tokenizer()
+    tokenizer = make_tokenizer(SPECIALS, CHARS)
     model = make_model(tokenizer, b)
     exclude = {r["question"] for r in test_split()}
     pretrain(model, lambda: pretrain_batch(rng, tokenizer, b["batch"], exclude, b), b, "building tiny-math model")
-    return save_built(out, model, tokenizer, "tinymath_build.json", b)
-
-
-# ----------------------------------------------------------------------------- shared by the embedded builders
-def pretrain(model, next_batch, b: dict, desc: str) -> None:
-    """AdamW, linear warm-up then sqrt decay to 0, gradient clipping; next_batch() -> the model's kwargs."""
-    opt = torch.optim.AdamW(model.parameters(), lr=b["lr"], weight_decay=b["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / b["warmup"]) * max(0.0, 1 - s / b["steps"]) ** 0.5)
-    model.train()
-    bar = tqdm(range(b["steps"]), desc=desc, unit="step")
-    for step in bar:
-        loss = model(**next_batch()).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.eval()
-
-
-def save_built(out: Path, model, saver, marker: str, b: dict) -> Path:
-    """Model + tokenizer/processor + a marker holding the build settings, written beside and renamed
-    (checkpoint.write_model): no half-built cache. The marker tells which prompt format the model speaks."""
-    from checkpoint import write_model
-
-    write_model(out, model, saver, texts={marker: json.dumps(b, indent=1)})
-    return out
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("NANOTTRL_CACHE", Path.home() / ".cache" / "nanottrl"))
-
-
-def cached(name: str, b: dict, build_fn) -> Path:
-    """Path of a built model, building it on first use. The folder name hashes the settings."""
-    key = hashlib.sha1(json.dumps(b, sort_keys=True).encode()).hexdigest()[:10]
-    out = cache_dir() / f"{name}-{key}"
-    if not (out / "config.json").exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"{name} model not cached: building it once into {out}")
-        build_fn(out, b)
-    return out
+    return save_built(out, model, tokenizer, MARKER, b)
 
 
 def get_model(b: dict = BUILD) -> Path:
     return cached("tiny-math", b, build)
-
-
-def check_shift(path: Path, test_split, prompt_text, k: int, max_tokens: int, noun: str, **eval_kwargs) -> None:
-    """The image / audio builders' self-check: avg@k, maj@k, ... at T = 1 on clean and shifted test inputs."""
-    from eval import evaluate, format_summary
-    from sample import HFEngine, load_policy, load_processor
-
-    print(path)
-    model, tok = load_policy(str(path))
-    engine = HFEngine(model, tok, processor=load_processor(model))
-    for shifted in (False, True):
-        rows = test_split(shifted)
-        prompts = [{"text": prompt_text(), **{m: r[m] for m in ("images", "audios") if m in r}} for r in rows]
-        summary, _ = evaluate(engine, prompts, [r["answer"] for r in rows], k=k, temperature=1.0, top_p=1.0,
-                              max_tokens=max_tokens, **eval_kwargs)
-        print(f"{'shifted' if shifted else 'clean'} test {noun} (T=1): {format_summary(summary)}")
 
 
 if __name__ == "__main__":

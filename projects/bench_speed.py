@@ -1,7 +1,7 @@
 """Speed benchmark: rollout throughput, the time split of a TTRL step, and one step of ours vs TRL.
 
-    python bench_speed.py                           # all three sections, about 2.5 minutes on 2 CPU cores
-    python bench_speed.py --sections 1              # rollout throughput only
+    python projects/bench_speed.py                  # all three sections, about 2.5 minutes on 2 CPU cores
+    python projects/bench_speed.py --sections 1     # rollout throughput only
     pip install -r requirements-bench.txt           # TRL, needed by section 3 only
 
 Prints markdown tables for the README, each as soon as its section finishes; every number is measured.
@@ -35,9 +35,10 @@ from pathlib import Path
 
 import torch
 
-import tinymath
-from rewards import ttrl_rewards
-from sample import HFEngine, VLLMEngine, load_policy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its modules by name
+from data import tinymath  # noqa: E402
+from rewards import ttrl_rewards  # noqa: E402
+from sample import HFEngine, VLLMEngine, load_policy  # noqa: E402
 
 PHASES = ["t_sample", "t_reward", "t_train", "t_sync"]
 
@@ -103,7 +104,7 @@ def train_phases(engine: str, steps: int, extra: list[str]) -> dict:
     """Run train.py in a fresh process; mean seconds per phase over steps 2..steps."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "train.py", "--engine", engine, "--max-steps", str(steps), "--eval-k", "0", "--out", out, *extra]
-        run = subprocess.run(cmd, cwd=Path(__file__).parent, capture_output=True, text=True)
+        run = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
         if run.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
         rows = [json.loads(line) for line in open(Path(out) / "metrics.jsonl")][1:]  # step 1 = warm-up

@@ -1,8 +1,8 @@
 """Benchmark: a TTRL run end to end for several seeds (and reward modes); prints the README's tables.
 
-    python bench.py                      # 3 seeds of the default run; the first builds the tiny model from scratch
-    python bench.py --seeds 0 --reuse    # one seed, cached model
-    python bench.py --reuse --rewards majority centroid cluster judge -- --preset tiny-sounds   # the audio table
+    python projects/bench.py                      # 3 seeds of the default run; the first builds the tiny model from scratch
+    python projects/bench.py --seeds 0 --reuse    # one seed, cached model
+    python projects/bench.py --reuse --rewards majority centroid cluster judge -- --preset tiny-sounds   # the audio table
 
 Each run is `python train.py --seed S [--reward R] --out runs/bench-[R-]S` in a subprocess, timed from
 the outside (model build included for the first run unless --reuse). The table reports the TTRL
@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+TRAIN = Path(__file__).resolve().parents[1] / "train.py"
+
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="TTRL seeds to run")
 ap.add_argument("--rewards", nargs="+", default=[None], help="reward modes to compare (train.py --reward); default: the run's own")
@@ -37,7 +39,7 @@ for reward in args.rewards:
         out = Path(f"runs/bench-{reward + '-' if reward else ''}{seed}")
         extra = [a for a in args.train_args if a != "--"] + (["--reward", reward] if reward else [])
         t = time.time()
-        subprocess.run([sys.executable, "train.py", "--seed", str(seed), "--out", str(out), *extra], env=env, check=True)
+        subprocess.run([sys.executable, str(TRAIN), "--seed", str(seed), "--out", str(out), *extra], env=env, check=True)
         wall = time.time() - t
         before = json.loads((out / "eval_before.json").read_text())
         after = json.loads((out / "eval_after.json").read_text())

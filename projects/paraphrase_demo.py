@@ -24,8 +24,8 @@ workload (marked "scaled"): MiniLM embedding on --minilm-cost-prompts prompts, a
 votes (which parse number words as products of symbols) on --vote-cost-prompts prompts; the rest
 is measured on all of it.
 
-Run: python paraphrase_demo.py                 (about 2 minutes on 2 CPU cores)
-     python paraphrase_demo.py --groups 50 --cost-prompts 64 --minilm-cost-prompts 4 --vote-cost-prompts 2
+Run: python projects/paraphrase_demo.py        (about 2 minutes on 2 CPU cores)
+     python projects/paraphrase_demo.py --groups 50 --cost-prompts 64 --minilm-cost-prompts 4 --vote-cost-prompts 2
 """
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ import re
 import time
 from collections import Counter
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-import rewards
-from encoders import load_encoder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its modules by name
+import rewards  # noqa: E402
+from encoders import load_encoder  # noqa: E402
 
 WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen \
 sixteen seventeen eighteen nineteen twenty".split()

@@ -1,6 +1,6 @@
-"""data.py: the `datasets` loading path on files the tests write, bad rows, prompts, presets.
+"""data/: the `datasets` loading path on files the tests write, bad rows, prompts, presets.
 
-    python -m pytest tests/test_data.py -q
+    python -m pytest tests/infra/test_data.py -q
 """
 import json
 import os
@@ -11,8 +11,9 @@ import sys
 import pandas as pd
 import pytest
 
-import data
-import tinymath
+import data.files
+import data.prompts
+from data import tinymath
 import train
 
 ROWS = [{"problem": "1+1", "answer": "2"}, {"problem": "Half of 1?", "answer": "\\frac{1}{2}"}]
@@ -34,29 +35,29 @@ def write(path, rows):
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet", ".csv"])
 def test_every_file_type_loads_through_datasets(tmp_path, suffix):
     path = write(tmp_path / f"set{suffix}", ROWS)
-    assert data.load_rows(path, question_key="problem") == EXPECTED
+    assert data.files.load_rows(path, question_key="problem") == EXPECTED
 
 
 def test_json_with_a_data_field(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({"data": ROWS}))
-    assert data.load_rows(str(tmp_path / "d.json"), question_key="problem") == EXPECTED
+    assert data.files.load_rows(str(tmp_path / "d.json"), question_key="problem") == EXPECTED
 
 
 def test_numeric_answers_become_text(tmp_path):
     # A parquet/csv answer column is often numeric: 142.0 must grade as "142", not "142.0".
     path = write(tmp_path / "n.parquet", [{"question": "q", "answer": 142.0}, {"question": "r", "answer": 0.5}])
-    assert [r["answer"] for r in data.load_rows(path)] == ["142", "0.5"]
+    assert [r["answer"] for r in data.files.load_rows(path)] == ["142", "0.5"]
 
 
 def test_extra_columns_ride_along(tmp_path):
     path = write(tmp_path / "x.jsonl", [{"question": "q", "answer": "1", "src": "book 2"}])
-    assert data.load_rows(path, extra_keys={"source": "src"}) == [{"question": "q", "answer": "1", "source": "book 2"}]
+    assert data.files.load_rows(path, extra_keys={"source": "src"}) == [{"question": "q", "answer": "1", "source": "book 2"}]
 
 
 def test_empty_rows_are_skipped_and_counted(tmp_path, capsys):
     rows = [{"question": "q1", "answer": "1"}, {"question": "", "answer": "2"}, {"question": "q3", "answer": None},
             {"question": "q4", "answer": "  "}, {"question": "q5", "answer": "5"}]
-    assert [r["question"] for r in data.load_rows(write(tmp_path / "e.jsonl", rows))] == ["q1", "q5"]
+    assert [r["question"] for r in data.files.load_rows(write(tmp_path / "e.jsonl", rows))] == ["q1", "q5"]
     assert "skipped 3 of 5 rows with an empty question or answer (rows 2, 3, 4)" in capsys.readouterr().out
 
 
@@ -71,29 +72,29 @@ def test_empty_rows_are_skipped_and_counted(tmp_path, capsys):
 def test_malformed_files_name_file_and_line(tmp_path, name, content, message):
     (tmp_path / name).write_text(content)
     with pytest.raises(SystemExit, match=re.escape(message)) as e:
-        data.load_rows(str(tmp_path / name))
+        data.files.load_rows(str(tmp_path / name))
     assert str(tmp_path / name) in str(e.value)
 
 
 def test_missing_column_names_key_and_columns(tmp_path):
     path = write(tmp_path / "d.csv", ROWS)
     with pytest.raises(SystemExit, match=r"no column 'question' \(--question-key\); columns: problem, answer"):
-        data.load_rows(path)
+        data.files.load_rows(path)
     with pytest.raises(SystemExit, match=r"no column 'img' \(images\)"):
-        data.load_rows(path, question_key="problem", extra_keys={"images": "img"})
+        data.files.load_rows(path, question_key="problem", extra_keys={"images": "img"})
 
 
 def test_unknown_name_lists_the_known_ones(tmp_path):
     with pytest.raises(SystemExit, match="unknown name; use tiny-math, tiny-digits, tiny-sounds, math500, aime24, amc, amc23, gsm8k"):
-        data.load_rows("math501")
+        data.files.load_rows("math501")
     with pytest.raises(SystemExit, match="file not found"):
-        data.load_rows(str(tmp_path / "nope.parquet"))
+        data.files.load_rows(str(tmp_path / "nope.parquet"))
 
 
 def test_hub_name_without_network_is_one_line(tmp_path):
     # The real datasets call, offline: must end with one line telling the user to pass a local file.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path)}
-    p = subprocess.run([sys.executable, "-c", "import data; data.load_rows('math500')"], env=env,
+    p = subprocess.run([sys.executable, "-c", "import data.files; data.files.load_rows('math500')"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     last = p.stderr.strip().splitlines()[-1]
@@ -105,7 +106,7 @@ def test_gsm8k_answer_is_the_number_after_the_marks():
     row = {"answer": "She has 3 + 4 = 7 ... #### 1,234"}
     # the transform load_rows applies to gsm8k rows
     assert row["answer"].split("####")[-1].replace(",", "").strip() == "1234"
-    assert data.HUB["gsm8k"].config == "main"
+    assert data.files.HUB["gsm8k"].config == "main"
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -117,22 +118,22 @@ def tiny_tok():
 
 def test_text_template(tmp_path, tiny_tok):
     (tmp_path / "t.txt").write_text("Solve {question} in \\boxed{}.")
-    t = data.load_template(str(tmp_path / "t.txt"))
-    assert data.make_prompt("1+2", tiny_tok, embedded="tiny-math", template=t) == {"text": "Solve 1+2 in \\boxed{}."}
+    t = data.prompts.load_template(str(tmp_path / "t.txt"))
+    assert data.prompts.make_prompt("1+2", tiny_tok, embedded="tiny-math", template=t) == {"text": "Solve 1+2 in \\boxed{}."}
 
 
 def test_template_errors(tmp_path, tiny_tok):
     (tmp_path / "none.txt").write_text("no placeholder")
     with pytest.raises(SystemExit, match="no {question} placeholder"):
-        data.load_template(str(tmp_path / "none.txt"))
+        data.prompts.load_template(str(tmp_path / "none.txt"))
     (tmp_path / "bad.json").write_text('[{"role": "user"}]')
     with pytest.raises(SystemExit, match="role"):
-        data.load_template(str(tmp_path / "bad.json"))
+        data.prompts.load_template(str(tmp_path / "bad.json"))
     (tmp_path / "chat.json").write_text('[{"role": "user", "content": "{question}"}]')
     with pytest.raises(SystemExit, match="needs a model with a chat template"):
-        data.make_prompt("1+2", tiny_tok, embedded="tiny-math", template=data.load_template(str(tmp_path / "chat.json")))
+        data.prompts.make_prompt("1+2", tiny_tok, embedded="tiny-math", template=data.prompts.load_template(str(tmp_path / "chat.json")))
     with pytest.raises(SystemExit, match="file not found"):
-        data.load_template(str(tmp_path / "nope.txt"))
+        data.prompts.load_template(str(tmp_path / "nope.txt"))
 
 
 # A chat template in the tiny model's alphabet: user turns become "Q: ...\n", the cue is "A:".
@@ -148,18 +149,18 @@ def test_chat_template_path_on_the_tiny_model(tmp_path, tiny_tok):
     tok = tiny_tok.__class__.from_pretrained(tinymath.get_model())
     tok.chat_template = CHAT
     q = tinymath.test_split()[0]
-    prompt = data.make_prompt(q["question"], tok, embedded=None)
+    prompt = data.prompts.make_prompt(q["question"], tok, embedded=None)
     assert prompt["text"] == tinymath.prompt_text(q["question"])
     # a .json template goes through the same chat template
     (tmp_path / "chat.json").write_text(json.dumps([{"role": "user", "content": "{question}"}]))
-    assert data.make_prompt(q["question"], tok, embedded=None, template=data.load_template(str(tmp_path / "chat.json"))) == prompt
+    assert data.prompts.make_prompt(q["question"], tok, embedded=None, template=data.prompts.load_template(str(tmp_path / "chat.json"))) == prompt
     model, _ = load_policy(str(tinymath.get_model()))
     (out,), = HFEngine(model, tok).generate([prompt], n=1, temperature=0.0, max_tokens=64)
     assert f"\\boxed{{{q['answer']}}}" in out.text
 
 
 def test_no_chat_template_gets_plain_instruction(tiny_tok):
-    assert data.make_prompt("1+2", tiny_tok, embedded=None)["text"] == f"Question: 1+2\n{data.MATH_INSTRUCTION}\nAnswer:"
+    assert data.prompts.make_prompt("1+2", tiny_tok, embedded=None)["text"] == f"Question: 1+2\n{data.prompts.MATH_INSTRUCTION}\nAnswer:"
 
 
 # ----------------------------------------------------------------------------- presets

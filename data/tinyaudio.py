@@ -1,6 +1,7 @@
 """The embedded audio task and its tiny audio-language model: OP-TTRAV's open-ended answers on a CPU.
 
-    python tinyaudio.py                                   # build (or reuse) the cached model; accuracy, clean and shifted
+    python -m data.tinyaudio                              # build (or reuse) the cached model, print its folder
+    python projects/check_shift.py tiny-sounds            # its accuracy on clean and shifted clips
     python train.py --preset tiny-sounds --reward cluster # adapt it on the unlabeled, shifted clips
 
 Task: "what sound?" about a one-second synthetic clip of one of four sound types, generated here
@@ -12,7 +13,7 @@ The answer is free text in one of five wordings, drawn at random in pre-training
 so correct answers are worded differently and an exact-match vote splits them, which is the
 problem OP-TTRAV's semantic rewards address. Pre-training labels are noisy (a quarter name a random
 sound, BUILD["label_noise"]), so one sample is right less often than the vote over many: the gap
-test-time RL feeds on (tinymath.py's slips play the same part). The task's own checker (`grade`) reads which sound
+test-time RL feeds on (data/tinymath.py's slips play the same part). The task's own checker (`grade`) reads which sound
 word the answer names; it is used for evaluation and monitoring only.
 Test-time shift: louder background noise and a higher pitch range than pre-training (SHIFT).
 
@@ -29,19 +30,20 @@ window (3000 frames), so on CPU this model runs on the hf engine.
 Scope: the sound generator, the shift, the checker, the tokenizer / processor / model config,
 pre-training and the cache.
 """
-import argparse
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tinymath import cached, check_shift, make_tokenizer, pretrain, save_built
+from data.build import cached, make_tokenizer, pretrain, save_built
 
 SOUNDS = ["tone", "hiss", "chirp", "click"]
 WORDINGS = ["{w}", "a {w}", "a {w} sound", "i hear a {w}", "it sounds like a {w}"]
 QUESTION = "what sound?"
 RATE = 16000  # samples per second: the feature extractor's rate
+MARKER = "tinyaudio_build.json"  # written into the model folder: says which prompt format the model speaks (data/tasks.py)
+ANSWER_FORMAT = "text"  # --answer-format for this task
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder changes.
 BUILD = dict(
     version=1, seed=4321, n_test=200, seconds=1, mels=80,
@@ -110,7 +112,7 @@ def prompt_text(question: str = QUESTION) -> str:
 
 # ----------------------------------------------------------------------------- tokenizer, processor, model
 def make_processor(b: dict = BUILD):
-    """Qwen2AudioProcessor = character tokenizer (Qwen2 class, as tinymath.py) + Whisper log-mel features."""
+    """Qwen2AudioProcessor = character tokenizer (Qwen2 class, as data/tinymath.py) + Whisper log-mel features."""
     from transformers import Qwen2AudioProcessor, WhisperFeatureExtractor
 
     tok = make_tokenizer(SPECIALS, CHARS, {"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>",
@@ -160,15 +162,12 @@ def build(out: Path, b: dict = BUILD) -> Path:
                 "feature_attention_mask": enc["feature_attention_mask"][idx]}
 
     pretrain(model, next_batch, b, "building tiny-sounds model")
-    return save_built(out, model, processor, "tinyaudio_build.json", b)
+    return save_built(out, model, processor, MARKER, b)
 
 
 def get_model(b: dict = BUILD) -> Path:
     return cached("tiny-sounds", b, build)
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--k", type=int, default=16, help="samples per clip for avg@k / maj@k")
-    args = ap.parse_args()
-    check_shift(get_model(), test_split, prompt_text, args.k, 28, "clips", answer_format="text", grader=grade)
+if __name__ == "__main__":  # accuracy on clean and shifted inputs: python projects/check_shift.py
+    print(get_model())

@@ -1,7 +1,8 @@
-"""The synthetic task and tokenizer (no model needed). Run: python -m pytest tests/test_tinymath.py -q"""
+"""The synthetic task and tokenizer (no model needed). Run: python -m pytest tests/infra/test_tinymath.py -q"""
 import random
 
-import tinymath
+from data import tinymath
+from data.build import make_tokenizer
 from rewards import extract_answer
 
 
@@ -32,7 +33,7 @@ def test_test_split_is_fixed_and_unique():
 def test_tokenizer_round_trip_survives_save_and_load(tmp_path):
     from transformers import AutoTokenizer
 
-    tok = tinymath.make_tokenizer()
+    tok = make_tokenizer(tinymath.SPECIALS, tinymath.CHARS)
     text = tinymath.prompt_text("347+295") + tinymath.solve("347+295")
     ids = tok(text)["input_ids"]
     assert len(ids) == len(text)  # one token per character, spaces and newline included

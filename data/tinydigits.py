@@ -1,7 +1,8 @@
 """The embedded image task and its tiny vision-language model: TTRV on a CPU.
 
-    python tinydigits.py                 # build (or reuse) the cached model; accuracy on clean and shifted test images
-    python train.py --preset tiny-digits # TTRV: adapt it on the unlabeled, shifted test images
+    python -m data.tinydigits                       # build (or reuse) the cached model, print its folder
+    python projects/check_shift.py tiny-digits      # its accuracy on clean and shifted test images
+    python train.py --preset tiny-digits            # TTRV: adapt it on the unlabeled, shifted test images
 
 Task: scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the package, no download),
 upscaled to 16x16 RGB. The question is "which digit?", the answer a class name ("\\boxed{7}"), the
@@ -12,7 +13,7 @@ test-time RL feeds on. The corruption functions are plain numpy/scipy and tested
 
 Model: a real transformers architecture, LLaVA (LlavaForConditionalGeneration): a 2-layer CLIP
 vision tower on 2x2 patches (64 image tokens), a 2-layer MLP projector, and a 2-layer Qwen2 language
-model (head size 32, as tinymath.py) with a character tokenizer. Its LlavaProcessor (CLIP image
+model (head size 32, as data/tinymath.py) with a character tokenizer. Its LlavaProcessor (CLIP image
 processor, PIL backend: no torchvision needed) is saved beside it, so AutoProcessor and
 AutoModelForImageTextToText load it like any hub VLM.
 
@@ -21,15 +22,16 @@ AutoModelForImageTextToText load it like any hub VLM.
 
 Scope: the data, the shift, the tokenizer, processor and model config, pre-training, the cache.
 """
-import argparse
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tinymath import cached, check_shift, make_tokenizer, pretrain, save_built
+from data.build import cached, make_tokenizer, pretrain, save_built
 
+MARKER = "tinydigits_build.json"  # written into the model folder: says which prompt format the model speaks (data/tasks.py)
+ANSWER_FORMAT = "boxed"  # --answer-format for this task
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder changes.
 BUILD = dict(
     version=1, seed=1234, n_test=300, size=16, patch=2,
@@ -102,7 +104,7 @@ def prompt_text(question: str = QUESTION) -> str:
 
 # ----------------------------------------------------------------------------- tokenizer, processor, model
 def make_processor(b: dict = BUILD):
-    """LlavaProcessor = character tokenizer (Qwen2 class, as tinymath.py) + CLIP image processor."""
+    """LlavaProcessor = character tokenizer (Qwen2 class, as data/tinymath.py) + CLIP image processor."""
     from transformers import LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
@@ -151,15 +153,12 @@ def build(out: Path, b: dict = BUILD) -> Path:
         return {"input_ids": ids, "pixel_values": pixels, "labels": targets}
 
     pretrain(model, next_batch, b, "building tiny-digits model")
-    return save_built(out, model, processor, "tinydigits_build.json", b)
+    return save_built(out, model, processor, MARKER, b)
 
 
 def get_model(b: dict = BUILD) -> Path:
     return cached("tiny-digits", b, build)
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--k", type=int, default=16, help="samples per image for avg@k / maj@k")
-    args = ap.parse_args()
-    check_shift(get_model(), test_split, prompt_text, args.k, 12, "images")
+if __name__ == "__main__":  # accuracy on clean and shifted inputs: python projects/check_shift.py
+    print(get_model())

@@ -1,6 +1,6 @@
 """Reliability on the tiny model: kill -9 and resume, reproducibility, update guards, bad flags.
 
-    python -m pytest tests/test_resume.py -q
+    python -m pytest tests/infra/test_resume.py -q
 """
 import json
 import os
@@ -14,12 +14,13 @@ import pytest
 import torch
 
 import checkpoint
-import tinymath
+from data import tinymath
 import train
 from monitor import CollapseMonitor
+from rewards import REWARDS
 from sample import Rollout, load_policy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--engine", "hf", "--prompts-per-step", "4", "--n-votes", "4", "--n-train", "4", "--eval-k", "0"]
 TIMING = {"t_sample", "t_reward", "t_train", "t_sync"}
 
@@ -29,7 +30,7 @@ def steps(run: Path) -> list[dict]:
 
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-RUN8 = [sys.executable, "train.py"] + SMALL + ["--max-steps", "8", "--save-every", "2"]
+RUN8 = [sys.executable, str(REPO / "train.py")] + SMALL + ["--max-steps", "8", "--save-every", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_kill9_then_resume_finishes_the_same_run(reference, tmp_path):
     (fake / checkpoint.STATE).write_bytes(b"half-written")
     assert checkpoint.latest(run).name <= "step_000004"
 
-    subprocess.run([sys.executable, "train.py", "--resume", str(run)], cwd=REPO, env=ENV, check=True,
+    subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run)], cwd=REPO, env=ENV, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
     resumed = steps(run)
     assert [m["step"] for m in resumed] == list(range(1, 9))  # every step exactly once
@@ -103,11 +104,11 @@ def test_unknown_choice_lists_the_valid_ones(flag, value, capsys):
 def test_nonfinite_update_is_skipped():
     model, tok = load_policy(str(tinymath.get_model()))
     batch = train.collate([Rollout([1, 2, 3], [4, 5], "", [-1.0, -1.0], False)] * 2, tok.pad_token_id)
-    batch["old_logp"], _ = train.frozen_logprobs(model, batch, train.parse_args([]))
-    batch.update(adv=torch.tensor([float("nan"), 1.0]), ref_logp=None)
+    batch.old_logp = train.no_grad_logprobs(model, batch, train.parse_args([]))
+    batch.advantages = torch.tensor([float("nan"), 1.0])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
-    stats = train.grpo_update(model, opt, batch, train.parse_args([]))
+    stats = train.update_policy(model, opt, batch, train.parse_args([]))
     assert stats["nonfinite"] == 1
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not opt.state  # AdamW never saw the NaN gradient
@@ -116,12 +117,12 @@ def test_nonfinite_update_is_skipped():
 def test_unanimous_step_updates_nothing(tmp_path, monkeypatch):
     # Every group unanimous -> every advantage 0 -> no update at all (AdamW's weight decay would
     # otherwise still move the weights).
-    real = train.score_groups
+    real = REWARDS["majority"]
 
-    def unanimous(groups, *a, **k):
-        votes, rewards, labels = real(groups, *a, **k)
-        return votes, rewards * 0 + 1, labels
-    monkeypatch.setattr(train, "score_groups", unanimous)
+    def unanimous(answers, ctx):
+        rewards, labels = real(answers, ctx)
+        return rewards * 0 + 1, labels
+    monkeypatch.setitem(REWARDS, "majority", unanimous)
     out = train.main(SMALL + ["--max-steps", "2", "--out", str(tmp_path / "run"), "--collapse-distinct", "100",
                               "--collapse-patience", "2"])
     assert [m["update"] for m in steps(out)] == ["no-signal", "no-signal"]

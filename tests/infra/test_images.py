@@ -1,6 +1,6 @@
-"""TTRV's image path on the embedded tiny vision-language model (tinydigits.py).
+"""TTRV's image path on the embedded tiny vision-language model (data/tinydigits.py).
 
-    python -m pytest tests/test_images.py -q     # builds the tiny VLM once (~3 min) if not cached
+    python -m pytest tests/infra/test_images.py -q     # builds the tiny VLM once (~3 min) if not cached
 """
 import json
 
@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 from conftest import check_media_reach_the_trainer
-import data
-import tinydigits as td
+import data.files
+import data.prompts
+import data.tasks
+from data import tinydigits as td
 import train
 from sample import encode_prompt, load_policy, load_processor, placeholder_ids
 
@@ -80,7 +82,7 @@ def test_processor_round_trip(vlm):
 def test_sampled_and_trained_logprobs_agree_on_image_prompts(vlm):
     path, model, tok, processor = vlm
     rows = td.test_split()[:4]
-    prompts = [data.make_prompt(r["question"], tok, "tiny-digits", images=r["images"]) for r in rows]
+    prompts = [data.prompts.make_prompt(r["question"], tok, "tiny-digits", images=r["images"]) for r in rows]
     check_media_reach_the_trainer(model, tok, processor, prompts, 12, "pixel_values", torch.zeros_like)  # black images
 
 
@@ -92,7 +94,7 @@ def test_a_ttrv_step_changes_the_parameters(vlm, tmp_path):
     assert m["update"] == "ok"
     trained, _ = load_policy(str(out / "final"))
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
-    assert load_processor(trained) is not None and data.embedded_format(str(out / "final")) == "tiny-digits"
+    assert load_processor(trained) is not None and data.tasks.embedded_format(str(out / "final")) == "tiny-digits"
 
 
 def test_single_example_adapts_on_one_image(tmp_path):
@@ -108,14 +110,14 @@ def test_unreadable_image_names_row_and_file(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps({"question": "q", "answer": "1", "img": "ok.png"}) + "\n" +
                                       json.dumps({"question": "q", "answer": "2", "img": "broken.png"}) + "\n")
     with pytest.raises(SystemExit, match=r"row 2: cannot read image 'broken.png'") as e:
-        data.load_rows(str(tmp_path / "d.jsonl"), extra_keys={"images": "img"})
+        data.files.load_rows(str(tmp_path / "d.jsonl"), extra_keys={"images": "img"})
     assert str(tmp_path / "d.jsonl") in str(e.value)
 
 
 def test_image_rows_load_relative_to_the_file(tmp_path):
     Image.new("RGB", (4, 4), (255, 0, 0)).save(tmp_path / "red.png")
     (tmp_path / "d.jsonl").write_text(json.dumps({"question": "q", "answer": "1", "img": "red.png"}) + "\n")
-    (row,) = data.load_rows(str(tmp_path / "d.jsonl"), extra_keys={"images": "img"})
+    (row,) = data.files.load_rows(str(tmp_path / "d.jsonl"), extra_keys={"images": "img"})
     assert row["images"][0].getpixel((0, 0)) == (255, 0, 0)
 
 

@@ -1,7 +1,7 @@
 """Images and audio in data files: decode them once at load time, so a broken file is an error
 naming its row before any model work starts, never a crash hours into a run.
 
-    python media.py clip.wav                     # decode a file, print its length, rate and level
+    python -m data.media clip.wav                # decode a file, print its length, rate and level
 
 Images (--image-key): a cell holds one image or a list: a path (relative to the data file), a PIL
 image, or a `datasets` image dict {"bytes", "path"}. Each becomes an RGB PIL image.

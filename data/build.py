@@ -1,0 +1,76 @@
+"""What the three embedded models' builders share: a character tokenizer, one pre-training loop,
+and a cache so each model is built once.
+
+    python -m data.tinymath          # build (or reuse) one embedded model and print its folder
+
+The embedded models (data/tinymath.py, data/tinydigits.py, data/tinyaudio.py) are real transformers
+architectures saved with `save_pretrained`, so transformers and vLLM load them like hub models. Each
+is built from a settings dict (its BUILD); the cache folder's name hashes those settings, so a
+changed builder gets a fresh folder ($NANOTTRL_CACHE, default ~/.cache/nanottrl).
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from checkpoint import write_model
+
+
+def make_tokenizer(specials: list[str], chars: list[str], extra_special_tokens: dict | None = None):
+    """A Qwen2 (byte-level BPE) tokenizer whose vocabulary is `specials` + `chars` and no merges: one
+    token per character. Byte-level spells space and newline as "Ġ" and "Ċ". Using the Qwen2 class
+    itself (not a bare tokenizers object) matters: AutoTokenizer, and so vLLM, rebuilds a qwen2
+    model's tokenizer as Qwen2Tokenizer, and a vocabulary in any other spelling would lose them.
+    The image / audio models pass their placeholder tokens as extra_special_tokens (e.g.
+    {"image_token": "<image>"})."""
+    from transformers import Qwen2Tokenizer
+
+    byte_level = {" ": "\u0120", "\n": "\u010a"}
+    vocab = {tok: i for i, tok in enumerate(specials + [byte_level.get(c, c) for c in chars])}
+    return Qwen2Tokenizer(vocab=vocab, merges=[], pad_token="<pad>", eos_token="<eos>", unk_token=None,
+                          bos_token=None, padding_side="left",
+                          **({"extra_special_tokens": extra_special_tokens} if extra_special_tokens else {}))
+
+
+def pretrain(model, next_batch, b: dict, desc: str) -> None:
+    """AdamW, linear warm-up then sqrt decay to 0, gradient clipping; next_batch() -> the model's kwargs."""
+    opt = torch.optim.AdamW(model.parameters(), lr=b["lr"], weight_decay=b["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / b["warmup"]) * max(0.0, 1 - s / b["steps"]) ** 0.5)
+    model.train()
+    bar = tqdm(range(b["steps"]), desc=desc, unit="step")
+    for step in bar:
+        loss = model(**next_batch()).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+
+
+def save_built(out: Path, model, tokenizer_or_processor, marker: str, b: dict) -> Path:
+    """Model + tokenizer/processor + a marker holding the build settings, written beside and renamed
+    (checkpoint.write_model): no half-built cache. The marker tells which prompt format the model speaks."""
+    write_model(out, model, tokenizer_or_processor, texts={marker: json.dumps(b, indent=1)})
+    return out
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NANOTTRL_CACHE", Path.home() / ".cache" / "nanottrl"))
+
+
+def cached(name: str, b: dict, build_fn) -> Path:
+    """Path of a built model, building it on first use. The folder name hashes the settings."""
+    key = hashlib.sha1(json.dumps(b, sort_keys=True).encode()).hexdigest()[:10]
+    out = cache_dir() / f"{name}-{key}"
+    if not (out / "config.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"{name} model not cached: building it once into {out}")
+        build_fn(out, b)
+    return out

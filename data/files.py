@@ -1,0 +1,156 @@
+"""Test sets as rows: the embedded tasks, the TTRL papers' hub sets, and data files.
+
+    python -m data.prompts --data math500            # load a set and show its first prompts
+
+--data is one of
+  tiny-math, tiny-digits, tiny-sounds   the embedded tasks (data/tasks.py)
+  math500 aime24 amc amc23 gsm8k        the hub data sets of the TTRL papers (HUB below), via `datasets`
+  a file                                .jsonl .json .parquet .csv, also read by `datasets`; --question-key
+                                        and --answer-key name its columns
+Each row becomes {"question": str, "answer": str}. The answer is ground truth: only evaluation and
+monitoring read it; the reward never does. --image-key names a column of images (file paths,
+relative to the data file, or images stored by `datasets`): rows then carry "images": [PIL images].
+--audio-key names a column of audio clips (WAV paths or stored audio): rows carry "audios":
+[(waveform, sample_rate)]. Both are decoded at load time (data/media.py): a broken file is an error
+naming its row.
+
+Bad rows. A file that does not parse (bad JSON on some line) or lacks a named column is an error
+naming the file, the line or the column: the file is wrong and guessing would hide it. A row whose
+question or answer is empty is skipped and counted (printed): it can be neither asked nor graded,
+and one blank row among 500 should not end a run hours in.
+"""
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+from data import media
+from data.tasks import TASKS
+
+
+class HubSet(NamedTuple):
+    path: str
+    config: str | None
+    split: str
+    question: str  # column names
+    answer: str
+    note: str
+
+
+# The test sets of the TTRL paper (and GSM8K), as published on the Hugging Face hub.
+HUB = {
+    "math500": HubSet("HuggingFaceH4/MATH-500", None, "test", "problem", "answer", "500 problems"),
+    "aime24": HubSet("HuggingFaceH4/aime_2024", None, "train", "problem", "answer", "30 problems, AIME 2024 I+II"),
+    "amc": HubSet("AI-MO/aimo-validation-amc", None, "train", "problem", "answer", "83 problems, TTRL's AMC"),
+    "amc23": HubSet("math-ai/amc23", None, "test", "question", "answer", "40 problems, AMC 2023"),
+    "gsm8k": HubSet("openai/gsm8k", "main", "test", "question", "answer", "1319 problems; answer after '####'"),
+}
+FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def media_columns(image_key: str | None = None, audio_key: str | None = None) -> dict[str, str]:
+    """--image-key / --audio-key as load_rows' extra_keys: row field -> column."""
+    return {**({"images": image_key} if image_key else {}), **({"audios": audio_key} if audio_key else {})}
+
+
+def load_rows(data: str, question_key: str = "question", answer_key: str = "answer",
+              extra_keys: dict[str, str] | None = None) -> list[dict]:
+    """Rows as [{"question", "answer", **extra}]; extra_keys maps a row field to a column, e.g.
+    {"images": "image"}. Errors are one line (SystemExit) naming the flag, the file and the line."""
+    if data in TASKS:
+        return TASKS[data].test_split()
+    if data in HUB:
+        h = HUB[data]
+        table = _load_hub(data, h)
+        question_key, answer_key = h.question, h.answer
+    elif Path(data).suffix in FILE_TYPES:
+        table = _load_file(data)
+    else:
+        raise SystemExit(f"--data {data}: unknown name; use {', '.join([*TASKS, *HUB])}, "
+                         f"or a {'/'.join(FILE_TYPES)} file")
+    columns = {"question": question_key, "answer": answer_key, **(extra_keys or {})}
+    flags = {"question": "--question-key", "answer": "--answer-key"}
+    for field, key in columns.items():
+        if key not in table.column_names:
+            raise SystemExit(f"--data {data}: no column {key!r} ({flags.get(field, field)}); "
+                             f"columns: {', '.join(table.column_names)}")
+    if "audios" in columns and getattr(table.features.get(columns["audios"]), "decode", False):
+        # datasets decodes stored audio with torchcodec (a CUDA-only build; stubbed here): take the
+        # raw {"bytes", "path"} instead and decode in media.py like any file
+        from datasets import Audio
+        table = table.cast_column(columns["audios"], Audio(decode=False))
+    rows, numbers, skipped = [], [], []  # numbers: each kept row's place in the file (1-based)
+    for i, r in enumerate(table, 1):
+        row = {field: r[key] for field, key in columns.items()}
+        row["question"], row["answer"] = _text(row["question"]), _text(row["answer"])
+        if data == "gsm8k":  # "... reasoning ... #### 1,234" -> "1234"
+            row["answer"] = row["answer"].split("####")[-1].replace(",", "").strip() if "####" in row["answer"] else ""
+        if row["question"] and row["answer"]:
+            rows.append(row)
+            numbers.append(i)
+        else:
+            skipped.append(i)
+    if skipped:
+        print(f"--data {data}: skipped {len(skipped)} of {len(table)} rows with an empty question or answer "
+              f"(rows {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
+    if not rows:
+        raise SystemExit(f"--data {data}: no usable rows")
+    for i, row in zip(numbers, rows):  # decoded now: a broken file is an error naming its row (media.py)
+        if "images" in columns:
+            row["images"] = media.open_images(row["images"], data, i)
+        if "audios" in columns:
+            row["audios"] = media.open_audios(row["audios"], data, i)
+    return rows
+
+
+def _text(value) -> str:
+    """A cell as text: None / NaN -> "", 142.0 -> "142" (numeric columns), else str, stripped."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _load_hub(name: str, h: HubSet):
+    import datasets
+
+    try:
+        return datasets.load_dataset(h.path, h.config, split=h.split)
+    except Exception as e:  # offline, renamed, gated: all end the same way for the user
+        raise SystemExit(f"--data {name}: could not load {h.path} from the hub ({type(e).__name__}); without "
+                         f"network, pass a local copy: --data FILE.parquet --question-key {h.question} "
+                         f"--answer-key {h.answer}") from None
+
+
+def _load_file(data: str):
+    import datasets
+
+    path = Path(data)
+    if not path.is_file():
+        raise SystemExit(f"--data {data}: file not found")
+    kwargs = {}
+    if path.suffix == ".json":  # a list of rows, or {"data": [rows]}
+        try:
+            top = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--data {data}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        if isinstance(top, dict):
+            if not isinstance(top.get("data"), list):
+                raise SystemExit(f"--data {data}: expected a list of rows or {{\"data\": [rows]}}")
+            kwargs["field"] = "data"
+    elif path.suffix == ".jsonl":  # name the bad line; datasets' own error does not
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                if line.strip() and not isinstance(json.loads(line), dict):
+                    raise SystemExit(f"--data {data}: line {i} is not a JSON object")
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"--data {data}: line {i} is not valid JSON ({e.msg})") from None
+    if path.stat().st_size == 0:
+        raise SystemExit(f"--data {data}: no usable rows (empty file)")
+    try:
+        return datasets.load_dataset(FILE_TYPES[path.suffix], data_files=str(path), split="train", **kwargs)
+    except Exception as e:
+        cause = e.__cause__ or e
+        raise SystemExit(f"--data {data}: could not read it as {path.suffix} ({type(cause).__name__}: "
+                         f"{str(cause).splitlines()[0] if str(cause) else ''})") from None
