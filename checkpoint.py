@@ -33,7 +33,7 @@ import torch
 
 # Flags that may change between a run and its resumption: they change speed or memory, not the math.
 RESUMABLE = {"resume", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
-             "micro_batch", "device", "engine"}
+             "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout"}
 STATE = "trainer_state.pt"
 
 

@@ -113,7 +113,12 @@ def parse_args(argv=None, description: str | None = None):
     a("--gen-batch", type=int, default=256, help="hf engine: sequences per generate() call")
     a("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB (lower it if out of memory)")
     a("--vllm-gpu-memory", type=float, default=0.3, help="vllm on GPU: fraction of GPU memory for the engine; the trainer shares the GPU")
-    a("--tp", type=int, default=1, help="vllm tensor-parallel size (GPUs per engine) for models too big for one GPU")
+    a("--tp", type=int, default=1, help="vllm tensor-parallel size: only 1 is supported (a tensor-parallel engine's workers live in "
+      "other processes, out of the weight push's reach; docs/multi-gpu.md)")
+    a("--vllm-sleep", type=int, default=0, choices=[0, 1, 2], help="vllm on GPU: free the engine's KV cache (1) and its weights (2) "
+      "during each update, for the trainer's memory; 0 = off")
+    a("--dist-timeout", type=float, default=60.0, help="torchrun: minutes a rank waits for the others (rank 0 writing a large "
+      "checkpoint, say) before the run fails")
     a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
     a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
     a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
@@ -155,6 +160,7 @@ def check_distributed(args, launched: bool, world: int) -> None:
     if args.fsdp and not launched:
         raise SystemExit("--fsdp shards the trainer over torchrun's processes: "
                          "start with torchrun --nproc_per_node K train.py ... --fsdp")
-    if args.tp > 1 and world > 1:
-        raise SystemExit(f"--tp {args.tp} with {world} torchrun ranks: not supported (vLLM's tensor-parallel workers "
-                         f"need a process group of their own); --tp is for a single-process run on several GPUs")
+    if args.tp != 1:
+        raise SystemExit(f"--tp {args.tp}: not supported. A tensor-parallel vLLM engine keeps its workers in other "
+                         f"processes, which the weight push after every step cannot reach; use --tp 1 "
+                         f"(several GPUs: torchrun, docs/multi-gpu.md)")

@@ -19,7 +19,9 @@ Without torchrun (no WORLD_SIZE) nothing starts a process group: world 1, rank 0
 returns its input unchanged, so `python train.py` runs exactly as a single process always did.
 """
 import contextlib
+import inspect
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as td
@@ -28,9 +30,11 @@ world, rank, local_rank = 1, 0, 0
 launched = False  # started by torchrun (True even with --nproc_per_node 1: the distributed code path)
 
 
-def init(device: str) -> None:
+def init(device: str, timeout_minutes: float = 60.0) -> None:
     """Join torchrun's process group. On GPUs each rank owns cuda:LOCAL_RANK: "cuda" then means that
-    device everywhere (the trainer, the engine), so the run's --device stays the plain "cuda"."""
+    device everywhere (the trainer, the engine), so the run's --device stays the plain "cuda".
+    timeout_minutes: how long a collective waits (NCCL's default, 10 minutes, is shorter than rank 0
+    writing a 7B checkpoint while the others wait in a barrier)."""
     global world, rank, local_rank, launched
     if "WORLD_SIZE" not in os.environ:
         return
@@ -40,7 +44,7 @@ def init(device: str) -> None:
         if device != "cuda" and world > 1:
             raise SystemExit(f"--device {device} under torchrun: pass --device cuda, each rank takes cuda:LOCAL_RANK")
         torch.cuda.set_device(local_rank)
-    td.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    td.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(minutes=timeout_minutes))
 
 
 def is_main() -> bool:
@@ -178,7 +182,15 @@ def wrap(model, fsdp: bool):
         return fully_shard(model)  # the rest (embeddings, final norm, head) as one unit
     from torch.nn.parallel import DistributedDataParallel
     ids = [torch.cuda.current_device()] if next(model.parameters()).is_cuda else None
-    return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+    return DistributedDataParallel(model, device_ids=ids, **no_buffer_sync(DistributedDataParallel))
+
+
+def no_buffer_sync(ddp_class) -> dict:
+    """DDP's keyword for "no buffer broadcast at every forward": forward_sync_buffers from torch 2.13
+    on (broadcast_buffers is deprecated there), broadcast_buffers before (torch 2.11 on a GPU install)."""
+    if "forward_sync_buffers" in inspect.signature(ddp_class.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def unwrap(model):

@@ -645,17 +645,19 @@ def parse_judge_score(text) -> float:
     - the number after "score" (e.g. "Score: 7", "score is 7"), else the first number;
     - "a/b" with 0 <= a <= b, b > 0 -> a / b ("8/10" -> 0.8, "4/5" -> 0.8);
     - a plain number in [0, 10] -> number / 10 ("7" -> 0.7, "7.5" -> 0.75);
-    - no number, or a number out of range ("11", "-1", "12/10") -> 0.5, neutral: a reply the parser
-      cannot read should neither reward nor punish the answer."""
+    - no number, a number out of range ("11", "-1", "12/10") or too long for a float -> 0.5, neutral:
+      a reply the parser cannot read should neither reward nor punish the answer."""
     if not isinstance(text, str):
         return NEUTRAL_SCORE
     m = _SCORED.search(text) or _ANY_NUMBER.search(text)
     if m is None:
         return NEUTRAL_SCORE
     value = float(m.group(1))
+    if not np.isfinite(value):  # hundreds of digits overflow to inf (the fuzz test found "9...9/9...9" -> nan)
+        return NEUTRAL_SCORE
     if m.group(2) is not None:  # a fraction "a/b"
         denominator = float(m.group(2))
-        ok = denominator > 0 and 0 <= value <= denominator
+        ok = np.isfinite(denominator) and denominator > 0 and 0 <= value <= denominator
         return value / denominator if ok else NEUTRAL_SCORE
     return value / 10 if 0 <= value <= 10 else NEUTRAL_SCORE
 

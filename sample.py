@@ -79,23 +79,73 @@ def cat_mm(mms: list[dict]) -> dict:
     return {k: torch.cat([m[k] for m in mms]) for k in mms[0]}
 
 
+# Chat templates end a turn with one of these. A base model prompted through its chat template (the
+# TTRL presets) may write <|im_end|> and go on into a turn it invents, so both engines stop there too.
+END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+
+
+def stop_token_ids(tok) -> list[int]:
+    """EOS, and every end-of-turn token the tokenizer has: the tokens a completion ends with."""
+    vocab = tok.get_vocab()
+    return list(dict.fromkeys([tok.eos_token_id] + [vocab[t] for t in END_OF_TURN if t in vocab]))
+
+
+def request_seed(seed: int, position: int, n: int) -> int:
+    """The seed of a prompt's request. vLLM draws sample j of a request from stream (seed + j), so the
+    prompt at `position` gets the seeds base + position * n ... + n - 1: no two samples of a call share
+    a stream (base*1000 + position did: neighbouring prompts shared n - 1 of their n). The CPU's random
+    generator keeps only a seed's low 32 bits, so the seeds stay below 2^32; calls are 2^22 apart."""
+    return (seed * 2**22 + position * n) % 2**32
+
+
+def finish(ids: list[int], stop_ids: list[int]) -> tuple[list[int], bool]:
+    """A completion cut after its first stop token (kept: the policy chose it), and whether max_tokens
+    ran out first (truncated)."""
+    end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+    return (ids, True) if end is None else (ids[:end + 1], False)
+
+
+class _ChosenLogprobs:
+    """A logits processor, last in line, that keeps the log-prob of each sampled token under the
+    distribution it was drawn from (after temperature and top-p). At step t it sees the token chosen at
+    t - 1 (input_ids' last column), so it holds one (b, V) distribution at a time; output_scores would
+    keep one per generated token (156 MB per token at 256 sequences and Qwen's 152k vocabulary)."""
+
+    def __init__(self):
+        self.last, self.chosen = None, []  # (b, V) log-probs of the last step; [(b,)] per earlier step
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.last is not None:
+            self.chosen.append(self.last.gather(-1, input_ids[:, -1:]).squeeze(-1))
+        self.last = scores.float().log_softmax(-1)  # (b, V)
+        return scores
+
+    def result(self, sequences: torch.Tensor) -> torch.Tensor:
+        """(b, L) log-probs of the L generated tokens, once generate() has returned `sequences`."""
+        return torch.stack(self.chosen + [self.last.gather(-1, sequences[:, -1:]).squeeze(-1)], 1)
+
+
 class HFEngine:
     """transformers `generate`, batched over (prompt, sample) pairs."""
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int = 256, processor=None):
+    def __init__(self, model, tokenizer, batch_size: int = 256, processor=None, dtype: str = "float32"):
         self.model, self.tok, self.batch_size, self.processor = model, tokenizer, batch_size, processor
         self.suppress = placeholder_ids(tokenizer, processor) or None
+        self.stop_ids, self.dtype = stop_token_ids(tokenizer), dtype
 
     def sync(self, model) -> None:
         self.model = model  # same module object as the trainer's: nothing to copy
+
+    def sleep(self) -> None:
+        pass  # nothing to free: the engine is the trainer's own module
 
     @torch.no_grad()
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
                  max_tokens: int = 64, seed: int | None = None, positions: list[int] | None = None) -> list[list[Rollout]]:
         # torchrun: generate() draws one random stream for the whole batch, so each prompt gets its own
-        # call, seeded by its place in the step (vLLM seeds each request: seed * 1000 + position)
+        # call, seeded by its place in the step (vLLM seeds each request: request_seed)
         if positions is not None and seed is not None:
             return [self.generate([p], n, temperature, top_p, max_tokens, seed * 1000 + i)[0]
                     for p, i in zip(prompts, positions)]
@@ -112,68 +162,111 @@ class HFEngine:
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _generate_batch(self, encoded: list[tuple[list[int], dict]], temperature, top_p, max_tokens) -> list[Rollout]:
-        pad, eos = self.tok.pad_token_id, self.tok.eos_token_id
+        from transformers import GenerationConfig, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        pad, device = self.tok.pad_token_id, self.model.device
         batch = [ids for ids, _ in encoded]
-        mm = {k: v.to(self.model.device) for k, v in cat_mm([m for _, m in encoded]).items()}  # e.g. pixel_values (b, 3, H, W)
+        mm = {k: v.to(device) for k, v in cat_mm([m for _, m in encoded]).items()}  # e.g. pixel_values (b, 3, H, W)
         width = max(map(len, batch))
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch])  # (b, P) left-padded
-        attention_mask = (torch.arange(width) >= torch.tensor([width - len(x) for x in batch])[:, None]).long()
-        input_ids, attention_mask = input_ids.to(self.model.device), attention_mask.to(self.model.device)
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=device)  # (b, P) left-padded
+        attention_mask = (torch.arange(width) >= torch.tensor([width - len(x) for x in batch])[:, None]).long().to(device)
         greedy = temperature == 0
-        gen = self.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens, **mm,
-            do_sample=not greedy, temperature=None if greedy else temperature,
-            top_p=None if greedy else top_p, top_k=None, pad_token_id=pad, eos_token_id=eos,
-            output_scores=True, return_dict_in_generate=True, suppress_tokens=self.suppress,
-        )
-        new = gen.sequences[:, width:]  # (b, L)
-        # `scores` are the logits after temperature / top-p warping, one (b, V) tensor per position
-        logp = torch.stack(gen.scores, 1).float().log_softmax(-1)  # (b, L, V)
-        logp = logp.gather(-1, new[..., None]).squeeze(-1)  # (b, L)
+        # The sampling distribution is ours alone: temperature and top-p as asked, nothing from the
+        # model's generation_config (Qwen's instruct models set top_k, repetition_penalty, ...), which
+        # the trainer's log-probs would not see. The warpers go before the log-prob keeper.
+        warpers = [] if greedy else ([TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []) + (
+            [TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+        keeper = _ChosenLogprobs()
+        own_config, self.model.generation_config = self.model.generation_config, GenerationConfig()
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):  # as the trainer
+                sequences = self.model.generate(
+                    input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens, **mm,
+                    do_sample=not greedy, pad_token_id=pad, eos_token_id=self.stop_ids, suppress_tokens=self.suppress,
+                    logits_processor=LogitsProcessorList(warpers + [keeper]))
+        finally:
+            self.model.generation_config = own_config
+        new = sequences[:, width:]  # (b, L)
+        logp = keeper.result(sequences)  # (b, L)
         rollouts = []
         for i, prompt in enumerate(batch):
-            ids = new[i].tolist()
-            truncated = eos not in ids
-            length = len(ids) if truncated else ids.index(eos) + 1
-            ids = ids[:length]
+            ids, truncated = finish(new[i].tolist(), self.stop_ids)
             rollouts.append(Rollout(prompt, ids, self.tok.decode(ids, skip_special_tokens=True),
-                                    logp[i, :length].tolist(), truncated, encoded[i][1]))
+                                    logp[i, :len(ids)].tolist(), truncated, encoded[i][1]))
         return rollouts
 
 
+# vLLM warnings that say nothing to a nanoTTRL user, by the module that logs them: the weight push
+# leaves the rotary embedding's constant cache in place (once a step), and CPU start-up advice.
+# Every other warning is shown.
+QUIET = {
+    "vllm.model_executor.model_loader.reload.layerwise": ["RotaryEmbedding: Failed to load weights"],
+    "vllm.v1.worker.cpu_worker": ["is not found in LD_PRELOAD", "doesn't allow to use `torch.set_num_threads`"],
+    "vllm.platforms.cpu": ["Triton is not installed"],
+    "vllm.config.vllm": ["Model Runner V2 requires Triton", "Inductor compilation was disabled", "Enforce eager set"],
+    "vllm.engine.arg_utils": ["The global random seed is set to"],
+}
+
+
+def _quiet_vllm_logs() -> None:
+    """Filters on the emitting loggers themselves: vLLM re-creates its handlers when it configures logging."""
+    import logging
+    import warnings
+
+    for name, messages in QUIET.items():
+        logging.getLogger(name).addFilter(lambda record, m=messages: not any(q in record.getMessage() for q in m))
+    logging.getLogger("torch._library.triton").addFilter(lambda record: "Triton not available" not in record.getMessage())
+    warnings.filterwarnings("ignore", r"`torch\.distributed\.reduce_op` is deprecated", FutureWarning)  # vLLM's own use
+
+
 class VLLMEngine:
-    """vLLM in this process (the weight push needs the engine's model in reach)."""
+    """vLLM in this process (the weight push needs the engine's model in reach).
+    torchrun: one engine per rank on the rank's own GPU (vLLM's external launcher reads LOCAL_RANK;
+    its default executor would put every rank's engine on cuda:0). sleep_level 1 / 2: the engine
+    frees its KV cache (and, at 2, its weights) between sampling and the next weight push (GPU only)."""
 
     name = "vllm"
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "float32", max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.3, kv_cache_gib: float = 1.0, tensor_parallel: int = 1, seed: int = 0,
-                 processor=None):
+                 processor=None, torchrun: bool = False, sleep_level: int = 0, policy_class: str = ""):
+        if tensor_parallel != 1:
+            raise SystemExit(f"--tp {tensor_parallel}: not supported. A tensor-parallel engine keeps its workers in other "
+                             f"processes, where the weight push after every step cannot reach; use --tp 1 (docs/multi-gpu.md)")
+        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
+            raise SystemExit("VLLM_ENABLE_V1_MULTIPROCESSING is set: nanoTTRL runs the vLLM engine in its own process "
+                             "(the weight push after every step needs it there); unset it")
         # Before vllm is imported: run the engine in this process, on the loopback interface.
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep one log line per step readable
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        _quiet_vllm_logs()
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
             raise SystemExit(f"--engine vllm: vLLM cannot be imported ({e}). CPU: pip install -r requirements.txt; "
-                             f"GPU: pip install vllm; or pass --engine hf")
+                             f"GPU: pip install -r requirements-gpu.txt; or pass --engine hf")
         self.SamplingParams, self.tok, self.processor = SamplingParams, tokenizer, processor
         self.bias = {i: -100.0 for i in placeholder_ids(tokenizer, processor)} or None  # never sample a placeholder
+        self.stop_ids, self.sleep_level, self.asleep = stop_token_ids(tokenizer), sleep_level, False
         on_gpu = torch.cuda.is_available()
+        if sleep_level and not on_gpu:
+            raise SystemExit(f"--vllm-sleep {sleep_level}: vLLM's sleep mode needs a GPU; leave it at 0 on CPU")
         memory = ({"gpu_memory_utilization": gpu_memory_utilization} if on_gpu
                   else {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)})  # the CPU backend needs a KV size
+        launcher = {"distributed_executor_backend": "external_launcher"} if torchrun else {}
         try:
             self.llm = LLM(model=model_path, tokenizer=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                           enforce_eager=not on_gpu, tensor_parallel_size=tensor_parallel,
+                           enforce_eager=not on_gpu, enable_sleep_mode=bool(sleep_level),
                            # log-probs of the distribution actually sampled (after temperature / top-p)
-                           logprobs_mode="processed_logprobs", **memory)
+                           logprobs_mode="processed_logprobs", use_tqdm_on_load=False, **memory, **launcher)
         except Exception as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if "memory" in msg.lower():
                 setting = "--vllm-gpu-memory" if on_gpu else "--vllm-kv-gib"
                 raise SystemExit(f"--engine vllm: out of memory creating the engine for {model_path} ({msg}); lower {setting}")
             raise SystemExit(f"--engine vllm: cannot load the model folder {model_path} ({type(e).__name__}: {msg})")
+        self.rename = vllm_weight_names(policy_class)
 
     def sync(self, model) -> None:
         # The whole state dict, tied lm_head included: vLLM unties it on reload, and a missing key
@@ -181,8 +274,13 @@ class VLLMEngine:
         # module is not enough: reload_weights re-runs that processing. `model` may also be an
         # iterable of (name, tensor): train.py --fsdp streams the weights gathered from the shards.
         weights = model.state_dict().items() if isinstance(model, torch.nn.Module) else model
-        state = ((k, v.detach()) for k, v in weights)
+        state = ((self.rename(k), v.detach()) for k, v in weights)
+        if self.asleep:  # level 2 freed the weights: room for them first, the KV cache after the push
+            self.llm.wake_up(tags=["weights"])
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state})
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
 
     def close(self) -> None:
@@ -191,8 +289,18 @@ class VLLMEngine:
         group: train.py calls this once every rank is done, instead of destroying the group itself."""
         self.llm.llm_engine.engine_core.shutdown()
 
+    def sleep(self) -> None:
+        """--vllm-sleep: free the KV cache (level 1: weights to CPU; level 2: weights dropped) until the
+        next weight push, so the update has the memory. No-op at level 0."""
+        if self.sleep_level and not self.asleep:
+            self.llm.sleep(level=self.sleep_level)
+            self.asleep = True
+
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
                  max_tokens: int = 64, seed: int | None = None, positions: list[int] | None = None) -> list[list[Rollout]]:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
         encoded = [encode_prompt(p, self.tok, self.processor) for p in prompts]
         positions = range(len(prompts)) if positions is None else positions
         # Image / audio prompts go as text + media: vLLM expands the placeholders itself (its
@@ -201,9 +309,10 @@ class VLLMEngine:
         requests = [{"prompt": p["text"], "multi_modal_data": media_data(p)} if media_data(p)
                     else {"prompt_token_ids": ids} for p, (ids, _) in zip(prompts, encoded)]
         greedy = temperature == 0
-        # One request per prompt with its own seed: reproducible, independent of batch composition.
+        # One request per prompt with its own seeds: reproducible, independent of batch composition.
         params = [self.SamplingParams(n=n, temperature=temperature, top_p=1.0 if greedy else top_p, max_tokens=max_tokens,
-                                      logprobs=0, seed=None if seed is None else seed * 1000 + i, logit_bias=self.bias)
+                                      logprobs=0, seed=None if seed is None else request_seed(seed, i, n),
+                                      logit_bias=self.bias, stop_token_ids=self.stop_ids)
                   for i in positions]
         outs = self.llm.generate(requests, params, use_tqdm=False)
         groups = []
@@ -213,6 +322,28 @@ class VLLMEngine:
                                    [lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)], c.finish_reason == "length", mm)
                            for c in out.outputs])
         return groups
+
+
+# transformers 5 names some multimodal models' weights otherwise than the checkpoints vLLM's loaders
+# read, and those loaders have no mapper for the new names: the push renames them (prefixes, in order).
+VLLM_RENAMES = {
+    "Qwen2AudioForConditionalGeneration": [("model.audio_tower.", "audio_tower."),
+                                           ("model.multi_modal_projector.", "multi_modal_projector."),
+                                           ("model.language_model.", "language_model.model."),
+                                           ("lm_head.", "language_model.lm_head.")],
+    # the thinker alone (load_policy): vLLM reads a whole Omni checkpoint, whose thinker keys start "thinker."
+    "Qwen2_5OmniThinkerForConditionalGeneration": [("", "thinker.")],
+}
+
+
+def vllm_weight_names(policy_class: str):
+    """name -> the name vLLM's loader expects for the policy's architecture (unchanged for most)."""
+    renames = VLLM_RENAMES.get(policy_class, [])
+
+    def rename(name: str) -> str:
+        prefix, new = next(((p, n) for p, n in renames if name.startswith(p)), ("", ""))
+        return new + name[len(prefix):]
+    return rename
 
 
 def media_data(prompt: dict) -> dict:
@@ -229,14 +360,16 @@ def vllm_available() -> bool:
 def make_engine(name: str, model, tokenizer, model_path: str, dtype: str, gen_batch: int = 256, processor=None,
                 **vllm_kwargs):
     """The rollout engine named by --engine ('auto': vllm when importable, else hf; for an image or
-    audio model on CPU, hf: see the module docstring)."""
+    audio model on CPU, hf: docs/images.md and docs/audio.md say why). vllm_kwargs: VLLMEngine's."""
     if name == "auto":
         multimodal_on_cpu = processor is not None and not torch.cuda.is_available()
         name = "vllm" if vllm_available() and not multimodal_on_cpu else "hf"
     if name == "vllm":
-        return VLLMEngine(model_path, tokenizer, dtype, processor=processor, **vllm_kwargs)
+        return VLLMEngine(model_path, tokenizer, dtype, processor=processor, policy_class=type(model).__name__, **vllm_kwargs)
     if name == "hf":
-        return HFEngine(model, tokenizer, gen_batch, processor)
+        if vllm_kwargs.get("sleep_level"):
+            raise SystemExit("--vllm-sleep: the engine is hf (transformers), which shares the trainer's memory; leave it at 0")
+        return HFEngine(model, tokenizer, gen_batch, processor, dtype)
     raise SystemExit(f"--engine {name}: unknown engine, use vllm, hf or auto")
 
 

@@ -99,6 +99,7 @@ def ttrl_step(run: "Run", questions: list[int], step: int) -> dict:
     batch, entropy = make_experience(run, groups, advantages[run.my_share])  # (B*M, T) this rank's rows
 
     # 4-5. loss and AdamW update(s), unless the step has nothing to teach
+    run.engine.sleep()  # --vllm-sleep: the engine lends its memory to the update until step 6 (else no-op)
     stats = update_policy(run.trainer, run.opt, batch, args) if has_signal(advantages, batch) else dict(NO_UPDATE)
     run.sched.step()  # the schedule counts steps, updated or not
     clock.lap("train")
@@ -193,9 +194,9 @@ def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
         micro = mini.split(args.micro_batch)
         for j, mb in enumerate(micro):
             with dist.grad_sync(model, j == len(micro) - 1):  # torchrun: one all-reduce, in the last backward
-                logp = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (b, T)
+                logp = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (micro-batch rows, T)
                 loss, loss_stats = grpo.policy_loss(logp, mb, eps_low=args.eps_low, eps_high=args.eps_high,
-                                            kl_coef=args.kl_coef, agg=args.loss_agg, is_cap=args.is_cap)
+                                                    kl_coef=args.kl_coef, agg=args.loss_agg, is_cap=args.is_cap)
                 share = float(size(mb) / denominator * dist.world)
                 (loss * share).backward()
             mini_loss += loss.item() * share
@@ -274,7 +275,7 @@ class Run:
 
 
 def setup(args) -> Run:
-    dist.init(args.device)  # torchrun: join the process group (one process: nothing)
+    dist.init(args.device, args.dist_timeout)  # torchrun: join the process group (one process: nothing)
     check_distributed(args, dist.launched, dist.world)
     # rank 0's clock names the default folder; the broadcast also waits until every rank has read
     # config.json (--resume) before rank 0 rewrites it
@@ -298,7 +299,7 @@ def setup(args) -> Run:
     prompts = data.prompts.make_prompts(rows, tok, model_path, args.model, template, processor, args.answer_format)
     rows, prompts = drop_too_long(rows, prompts, tok, processor, context_length(model), args)
     settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
-                    tensor_parallel=args.tp)
+                    tensor_parallel=args.tp, torchrun=dist.launched, sleep_level=args.vllm_sleep)
     engine = make_engine(args.engine, model, tok, policy_path, args.dtype, args.gen_batch, processor, **settings)
     engine_model = None
     # --fsdp shards `model` in place, and a sharded module cannot generate on one rank alone (each

@@ -46,7 +46,7 @@ MARKER = "tinyaudio_build.json"  # written into the model folder: says which pro
 ANSWER_FORMAT = "text"  # --answer-format for this task
 # Everything that defines the built model; the cache key hashes it. Bump `version` when the builder changes.
 BUILD = dict(
-    version=1, seed=4321, n_test=200, seconds=1, mels=80,
+    version=2, seed=4321, n_test=200, seconds=1, mels=80,
     audio_hidden=64, audio_layers=2, audio_heads=2, hidden=96, layers=2, heads=3, kv_heads=1, intermediate=256,
     steps=600, batch=64, lr=3e-3, warmup=50, weight_decay=0.01, pool=4000, label_noise=0.25,
 )
@@ -130,7 +130,9 @@ def make_model(tok, b: dict = BUILD):
                                     num_mel_bins=b["mels"], max_source_positions=frames // 2)
     text = Qwen2Config(vocab_size=len(tok), hidden_size=b["hidden"], num_hidden_layers=b["layers"],
                        num_attention_heads=b["heads"], num_key_value_heads=b["kv_heads"],
-                       intermediate_size=b["intermediate"], max_position_embeddings=128, tie_word_embeddings=True,
+                       # untied: Qwen2-Audio keeps lm_head apart from the embeddings whatever the text
+                       # config says, and vLLM reads the text config (v1 said tied: vLLM served another model)
+                       intermediate_size=b["intermediate"], max_position_embeddings=128, tie_word_embeddings=False,
                        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
     cfg = Qwen2AudioConfig(audio_config=audio, text_config=text, audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
     return Qwen2AudioForConditionalGeneration(cfg)

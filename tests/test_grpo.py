@@ -105,3 +105,19 @@ def test_truncated_importance_weight():
     # is_cap = 0 turns the correction off: w = 1
     loss, stats = grpo.policy_loss(old, loss_batch(old, torch.tensor([1.0]), torch.ones(1, 2), sampler_logp=sampler))
     assert math.isclose(loss.item(), -1.0, rel_tol=1e-6) and "is_weight" not in stats
+
+
+@pytest.mark.parametrize("dtype,temperature", [(torch.float32, 1.0), (torch.float32, 0.7), (torch.bfloat16, 1.0)])
+def test_row_by_row_logprobs_equal_the_full_log_softmax(dtype, temperature):
+    # token_logprobs works one row at a time (memory); values and gradients are the full formula's.
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(3, 5, 50)).to(dtype).requires_grad_()
+    tokens = torch.randint(0, 50, (3, 5))
+    full = (logits.float() / temperature).log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
+    (grad_full,) = torch.autograd.grad(full.sum(), logits)
+    rows = grpo.token_logprobs(logits, tokens, temperature)
+    (grad_rows,) = torch.autograd.grad(rows.sum(), logits)
+    assert torch.allclose(rows, full, atol=1e-5) and rows.dtype == torch.float32
+    assert torch.allclose(grad_rows.float(), grad_full.float(), atol=1e-5 if dtype == torch.float32 else 1e-2)
+    ent_full = -((logits.float() / temperature).log_softmax(-1).exp() * (logits.float() / temperature).log_softmax(-1)).sum(-1)
+    assert torch.allclose(grpo.token_entropy(logits.detach(), temperature), ent_full.detach(), atol=1e-5)

