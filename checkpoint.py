@@ -2,7 +2,7 @@
 
     python train.py --save-every 5 --out runs/a      # checkpoints/step_000005/, step_000010/, ...
     (kill -9 at any moment)
-    python train.py --resume runs/a                   # continues from the newest complete checkpoint
+    python train.py --resume runs/a                   # continues from the newest intact checkpoint
 
 A checkpoint folder holds the policy in HF format (from_pretrained and eval.py read it) and
 trainer_state.pt: optimizer and LR-scheduler state, the step, the remaining data order and every
@@ -13,7 +13,16 @@ Atomic: a checkpoint is written as step_N.tmp/ and renamed to step_N/ once compl
 atomic on POSIX, so a folder named step_N is always whole; a *.tmp folder is a write cut short and is
 never loaded (it is removed on the next save).
 Disk: trainer_state.pt is 2x the model (AdamW's two moments; 12 GB for a 1.5B model), so only the
-newest checkpoint keeps it; --keep-checkpoints bounds how many model copies stay (0 = all).
+newest two checkpoints keep it (two: one to fall back on); --keep-checkpoints bounds how many model
+copies stay (0 = all; never fewer than two).
+
+Damage: a file can still be cut short or emptied after the rename (a full disk, a copy cut off, a
+sync that never finished). --resume checks the newest checkpoint (`problem`: every file there, JSON
+parses, safetensors as long as their headers say, the trainer state's archive whole) and falls back
+to the one before when it is damaged, renaming the damaged folder step_N.damaged (nothing is deleted).
+With none intact it stops with one line, unless --restart starts the run over. A damaged config.json
+or eval_before.json is one line naming the file; a full disk while writing is one line too
+(`disk_errors`). tests/infra/test_faults.py injects each of these (`failpoint` kills mid-write).
 
 Several processes (torchrun, dist.py): rank 0 writes the checkpoint, holding the whole weights and
 AdamW state (FSDP gathers them first) and every rank's RNG states; on --resume every rank loads the
@@ -23,18 +32,25 @@ Resuming: the run's config.json is the source of truth. Flags given next to --re
 except RESUMABLE ones (how to run, not what to compute): a differing key is an error naming it.
 metrics.jsonl is cut back to the checkpoint's step, so every step appears in it exactly once.
 """
+import contextlib
+import errno
 import json
+import os
 import random
 import shutil
+import signal
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 # Flags that may change between a run and its resumption: they change speed or memory, not the math.
-RESUMABLE = {"resume", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
+RESUMABLE = {"resume", "restart", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
              "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout"}
 STATE = "trainer_state.pt"
+KEEP_STATES = 2  # checkpoints that keep their trainer state (optimizer, RNG, data order): the newest two
 
 
 def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = None,
@@ -46,6 +62,7 @@ def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = N
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, **({} if weights is None else {"state_dict": weights}))
+    failpoint("checkpoint-model-written")
     tok.save_pretrained(tmp)
     for f in extra_files:
         shutil.copy(f, tmp)
@@ -53,8 +70,33 @@ def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = N
         (tmp / name).write_text(content)
     if state is not None:
         torch.save(state, tmp / STATE)
+    failpoint("checkpoint-before-rename")
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
+
+
+@contextlib.contextmanager
+def disk_errors(run: Path, what: str):
+    """A full (or failing) disk ends the run with one line saying what was being written and what to do,
+    not a traceback from deep in torch's zip writer. Checkpoints are written aside and renamed, so the
+    one before is intact and --resume starts from it once there is room."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        free = shutil.disk_usage(run).free / 2**20
+        # torch's zip writer reports a full disk as "file write failed", "iostream error" or "unexpected pos"
+        said = any(m in str(e) for m in ("write failed", "iostream error", "unexpected pos", "No space left"))
+        if not (getattr(e, "errno", None) == errno.ENOSPC or said or free < 64):
+            raise
+        raise SystemExit(f"{run}: could not write {what}, the disk is full or failing ({free:.0f} MiB free); "
+                         f"the newest whole checkpoint is intact: free space, then python train.py --resume {run}") from None
+
+
+def failpoint(name: str) -> None:
+    """Fault injection for tests/infra/test_faults.py: NANOTTRL_FAILPOINT=name kills this process here
+    (SIGKILL, as a power cut or the OOM killer would). Nothing happens without the variable."""
+    if os.environ.get("NANOTTRL_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def rng_state() -> dict:
@@ -75,23 +117,72 @@ def save(run: Path, step: int, model, tok, opt_state: dict, sched, order: list[i
         state["rng_ranks"] = rngs
     write_model(folder, model, tok, extra_files, state, weights=weights)
     done = complete(run)
-    for old in done[:-1]:  # only the newest checkpoint needs the optimizer state
+    for old in done[:-KEEP_STATES]:  # the newest two keep the optimizer state: one to fall back on if the other is damaged
         (old / STATE).unlink(missing_ok=True)
     if keep > 0:
-        for old in done[:-keep]:
+        for old in done[:-max(keep, KEEP_STATES)]:
             shutil.rmtree(old)
     return folder
 
 
 def complete(run: Path) -> list[Path]:
-    """Whole checkpoint folders, oldest first (a *.tmp folder is never one)."""
-    return sorted(p for p in (run / "checkpoints").glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    """Whole checkpoint folders, oldest first (a *.tmp or *.damaged folder is never one)."""
+    return sorted(p for p in (run / "checkpoints").glob("step_*") if p.is_dir() and "." not in p.name)
 
 
 def latest(run: Path) -> Path | None:
-    """The newest checkpoint that can be resumed from (it holds the trainer state)."""
+    """The newest checkpoint that holds a trainer state (it may still be damaged: see resumable)."""
     resumable = [p for p in complete(run) if (p / STATE).is_file()]
     return resumable[-1] if resumable else None
+
+
+def problem(folder: Path) -> str | None:
+    """What is wrong with a checkpoint folder, in a few words, or None when every file is there and
+    loads: the JSON files parse, each safetensors file is as long as its header says, the trainer
+    state's zip archive is whole and unpickles. Catches a file cut short, emptied or missing."""
+    if not (folder / STATE).is_file():
+        return f"{STATE} missing"
+    if not (folder / "config.json").is_file():
+        return "config.json missing"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        return "no model weights (*.safetensors)"
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            return f"{path.name} is not valid JSON ({type(e).__name__})"
+    for path in weights:
+        size = path.stat().st_size
+        try:
+            with open(path, "rb") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                header = json.loads(f.read(n))
+            end = 8 + n + max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except Exception as e:
+            return f"{path.name} has no readable header ({type(e).__name__})"
+        if size < end:
+            return f"{path.name} is cut short ({size:,} of {end:,} bytes)"
+    try:
+        zipfile.ZipFile(folder / STATE).close()  # reads the archive's directory, at its very end: a cut file fails
+        torch.load(folder / STATE, map_location="cpu", weights_only=False, mmap=True)  # unpickles; data read lazily
+    except Exception as e:
+        return f"{STATE} cannot be loaded ({type(e).__name__})"
+    return None
+
+
+def resumable(run: Path) -> tuple[Path | None, list[str]]:
+    """The newest intact checkpoint to resume from (None if none is), and one line per newer one found
+    damaged. The damaged ones are renamed step_N.damaged, never deleted: the run's next save of the
+    same step would otherwise overwrite them."""
+    damaged = []
+    for folder in reversed([p for p in complete(run) if (p / STATE).is_file()] or []):
+        what = problem(folder)
+        if what is None:
+            return folder, damaged
+        folder.rename(folder.with_name(folder.name + ".damaged"))
+        damaged.append(f"{folder.name} is damaged ({what}): kept as {folder.name}.damaged")
+    return None, damaged
 
 
 def restore(folder: Path, sched, rank: int = 0, world: int = 1) -> tuple[int, list[int], dict]:
@@ -136,7 +227,11 @@ def resume_config(run: str, given: dict, current: dict) -> dict:
     path = Path(run) / "config.json"
     if not path.is_file():
         raise SystemExit(f"--resume {run}: no config.json there (not a train.py run folder)")
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SystemExit(f"--resume {run}: config.json is damaged ({type(e).__name__}: {e}); it holds the run's flags, "
+                         f"so the run cannot be resumed without it (a copy of it, or the same flags and a new --out)") from None
     differ = [k for k, v in given.items() if k not in RESUMABLE and k in saved and saved[k] != v]
     if differ:
         raise SystemExit(f"--resume {run}: incompatible flags, the run used " +

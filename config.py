@@ -9,14 +9,14 @@ config.json; with --resume it is that run's config.json, checked against the fla
 (checkpoint.resume_config). No model, data or device work happens here.
 """
 import argparse
+import math
 from pathlib import Path
 
-import torch
-
-import checkpoint
 import data.files
-import data.tasks
 from rewards import REWARDS
+
+# Light imports only: train.py checks the flags before its own slow imports (torch, math-verify), so a
+# bad flag fails in a fraction of a second.
 
 # The TTRL paper's recipes (docs/papers.md, docs/paper.md): Qwen2.5-Math, 64 votes / 32 trained,
 # 8 prompts per step in mini-batches of 1 prompt (8 updates per step), lr 5e-7 cosine with 3% warm-up,
@@ -43,15 +43,75 @@ PRESETS = {
                           encoder="BAAI/bge-small-en-v1.5", n_votes=16, n_train=4, prompts_per_step=4, lr=5e-7,
                           kl_coef=0.0, temperature=1.0, max_tokens=256, micro_batch=4, grad_checkpointing=True,
                           eval_k=8),
+    # Instruction following without references (OP-TTRAV's text setting, UltraFeedback-style prompts in a
+    # JSONL of theirs: --data FILE): the whole response is the answer, rewarded by its cosine to the group's
+    # medoid response (MiniLM, packaged); the prompt is the instruction alone in the chat template.
+    # Evaluate with eval.py --win-rate against the start model (docs/unlabeled.md). Untested (no GPU here).
+    "ttrl-instruct": dict(model="Qwen/Qwen2.5-1.5B-Instruct", data=None, answer_format="text", reward="centroid",
+                          prompt_template=str(Path(__file__).parent / "data" / "templates" / "instruct.json"),
+                          n_votes=16, n_train=4, prompts_per_step=4, lr=5e-7, kl_coef=0.0, temperature=1.0,
+                          max_tokens=512, micro_batch=4, grad_checkpointing=True, epochs=2, eval_k=4),
     "ttrl-math500": {**_TTRL, "data": "math500", "epochs": 10},
     "ttrl-aime24": {**_TTRL, "data": "aime24", "epochs": 80},
     "ttrl-amc": {**_TTRL, "data": "amc", "epochs": 30},
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+POSITIVE, COUNT = (lambda v: v >= 1, "an integer >= 1"), (lambda v: v >= 0, "an integer >= 0")
+# Every numeric flag's valid values, checked before anything loads: flag -> (test, what it must be).
+RANGES = {
+    "n_votes": (lambda v: v >= 2, "an integer >= 2 (a vote needs several samples)"),
+    "n_train": (lambda v: v >= 2, "an integer >= 2 (GRPO needs at least 2 completions per group)"),
+    "prompts_per_step": POSITIVE, "updates_per_step": POSITIVE, "micro_batch": POSITIVE, "max_tokens": POSITIVE,
+    "gen_batch": POSITIVE, "judge_max_tokens": POSITIVE, "collapse_patience": POSITIVE, "cluster_k_min": POSITIVE,
+    "cluster_k_max": POSITIVE, "tp": POSITIVE,
+    "max_steps": (lambda v: v is None or v >= 1, "an integer >= 1 (or left out: from --epochs)"),
+    "save_every": (COUNT[0], "an integer >= 0 (0 = only final/)"), "keep_checkpoints": (COUNT[0], "an integer >= 0 (0 = all)"),
+    "eval_k": (COUNT[0], "an integer >= 0 (0 = no evaluation)"), "adapt_on": (COUNT[0], "an integer >= 0 (0 = all questions)"),
+    "seed": COUNT,
+    "lr": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "epochs": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "weight_decay": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "grad_clip": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "temperature": (lambda v: 0 < v <= 2, "in (0, 2]: the N votes need sampling (0 would be greedy: N copies of one answer)"),
+    "eval_temperature": (lambda v: 0 < v <= 2, "in (0, 2] (the greedy answer is evaluated apart)"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"), "eval_top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "eps_low": (lambda v: 0 <= v < 1, "in [0, 1)"), "eps_high": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "kl_coef": (lambda v: 0 <= v < math.inf, "a finite number >= 0"), "is_cap": (lambda v: 0 <= v < math.inf, "a finite number >= 0 (0 = off)"),
+    "entropy_coef": (math.isfinite, "a finite number"),
+    "vllm_kv_gib": (lambda v: 0 < v < math.inf, "a finite number > 0"), "vllm_gpu_memory": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "dist_timeout": (lambda v: 0 < v < math.inf, "a finite number of minutes > 0"),
+    "collapse_entropy": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "collapse_distinct": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+}
+
+
+def check_ranges(args, ap) -> None:
+    """Each numeric flag in its range, then the flags together; a bad value is one line (exit 2)."""
+    for name, (ok, what) in RANGES.items():
+        value = getattr(args, name)
+        if not ok(value):
+            ap.error(f"--{name.replace('_', '-')} {value}: must be {what}")
+    if args.n_train > args.n_votes:
+        ap.error(f"--n-train {args.n_train} > --n-votes {args.n_votes}: the trained completions are a subset of the voters")
+    if args.updates_per_step > args.prompts_per_step * args.n_train:
+        ap.error(f"--updates-per-step {args.updates_per_step}: more updates than the step's {args.prompts_per_step} x "
+                 f"{args.n_train} trained completions (some would train on nothing)")
+    if args.cluster_k_min > args.cluster_k_max:
+        ap.error(f"--cluster-k-min {args.cluster_k_min} > --cluster-k-max {args.cluster_k_max}")
+
+
 def parse_args(argv=None, description: str | None = None):
     """The run's flags, resolved (preset defaults, resume config, derived defaults), or a one-line error."""
-    ap = argparse.ArgumentParser(description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
     a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
     a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits', 'tiny-sounds' = the embedded models, built on first use)")
@@ -62,16 +122,19 @@ def parse_args(argv=None, description: str | None = None):
       "a free-text answer, voted on by exact normalised text (open-ended QA, OP-TTRAV); default: text for tiny-sounds, else boxed")
     a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
     a("--question-key", default="question", help="column holding the question (files)")
-    a("--answer-key", default="answer", help="column holding the reference answer (files; read by evaluation and monitoring only)")
+    a("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' when there is one; "
+      "a worked solution's last \\boxed{} is taken): read by evaluation and monitoring only, never by training")
     a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data/prompts.py)")
     a("--out", default=None, help="run folder (default runs/<date-time>)")
     a("--seed", type=int, default=0, help="seed for data order, sampling and torch")
-    a("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device of the policy (default: cuda if available)")
+    a("--device", default=None, help="torch device of the policy (default: cuda if available, else cpu)")
     a("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype of the trainer (autocast) and the engine; "
       "weights and optimizer stay float32 (default: float32 on CPU, bfloat16 on GPU)")
     a("--save-every", type=int, default=10, help="write a checkpoint (model, optimizer, RNG, data order) every N steps; 0 = only final/")
-    a("--keep-checkpoints", type=int, default=5, help="model copies to keep in checkpoints/ (0 = all); only the newest keeps optimizer state")
-    a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest checkpoint, with its config.json (see checkpoint.py)")
+    a("--keep-checkpoints", type=int, default=5, help="model copies to keep in checkpoints/ (0 = all, at least 2); only the newest two keep the optimizer state")
+    a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest intact checkpoint, with its config.json (see checkpoint.py)")
+    a("--restart", action="store_true", help="with --resume: when no checkpoint is intact, start the run over from step 0 "
+      "(the damaged ones are kept, renamed *.damaged)")
     # TTRL
     a("--n-votes", type=int, default=16, help="N: completions sampled per question, all of them vote")
     a("--n-train", type=int, default=8, help="M <= N: completions per question used in the GRPO loss")
@@ -126,7 +189,7 @@ def parse_args(argv=None, description: str | None = None):
     a("--collapse-entropy", type=float, default=0.01, help="warn when the mean token entropy stays below this")
     a("--collapse-distinct", type=float, default=1.1, help="warn when the mean number of distinct answers per question stays below this")
     a("--collapse-patience", type=int, default=5, help="consecutive steps under a floor before the warning")
-    preset = argparse.ArgumentParser(add_help=False)
+    preset = OneLineParser(add_help=False)
     preset.add_argument("--preset", default=None, choices=list(PRESETS))
     name = preset.parse_known_args(argv)[0].preset
     if name:
@@ -137,21 +200,25 @@ def parse_args(argv=None, description: str | None = None):
         unset = object()
         probe = ap.parse_args(argv, namespace=argparse.Namespace(**{k: unset for k in vars(args)}))
         given = {k: v for k, v in vars(probe).items() if v is not unset}
+        import checkpoint
         args = argparse.Namespace(**checkpoint.resume_config(args.resume, given, vars(args)))
     if args.data is None:
-        ap.error(f"--preset {name} needs --data: a .jsonl/.json/.parquet/.csv file with an audio column (--audio-key)")
-    args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
-    args.answer_format = data.tasks.answer_format(args.data, args.answer_format)
-    if args.encoder not in ("minilm", "tfidf") and "/" not in args.encoder and not Path(args.encoder).is_dir():
-        ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
-    if args.n_train < 2:
-        ap.error(f"--n-train {args.n_train}: GRPO needs at least 2 completions per group")
-    if args.adapt_on < 0:
-        ap.error(f"--adapt-on {args.adapt_on}: a number of questions, 0 = all")
+        what = "prompts (a question column; no answers needed)" if name == "ttrl-instruct" else "an audio column (--audio-key)"
+        ap.error(f"--preset {name} needs --data: a .jsonl/.json/.parquet/.csv file with {what}")
+    check_ranges(args, ap)
+    if args.restart and not args.resume:
+        ap.error("--restart goes with --resume RUN_DIR (it starts that run over when no checkpoint of it is intact)")
     if args.judge_model and args.reward != "judge":
         ap.error(f"--judge-model is the judge reward's model: pass --reward judge with it (got --reward {args.reward})")
-    if args.n_train > args.n_votes:
-        ap.error(f"--n-train {args.n_train} > --n-votes {args.n_votes}: the trained completions are a subset of the voters")
+    if args.encoder not in ("minilm", "tfidf") and "/" not in args.encoder and not Path(args.encoder).is_dir():
+        ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
+    import torch  # the flags are fine: now the slow imports
+
+    from data.tasks import answer_format
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    args.answer_format = answer_format(args.data, args.answer_format)
     return args
 
 

@@ -5,6 +5,7 @@
     python eval.py --model runs/<run>                      # every checkpoint of a run: best and last
     python eval.py --model Qwen/Qwen2.5-Math-1.5B --data math500 --max-tokens 3072 --out eval/base
     python eval.py --model tiny-sounds --data tiny-sounds --answer-format text --open-ended
+    python eval.py --model runs/<run> --data prompts.jsonl --win-rate --judge-model J   # no answers needed
 
 Per question, k samples at (temperature, top_p) (TTRL's protocol: 16 samples, T=0.6, top_p=0.95),
 plus one greedy completion. With c of the n = k samples correct:
@@ -12,7 +13,10 @@ plus one greedy completion. With c of the n = k samples correct:
     maj@k   = 1 if the majority-vote answer over the k samples is correct (TTRL's training signal)
     pass@j  = 1 - C(n - c, j) / C(n, j)        (unbiased, Chen et al. 2021), j = 1, 2, 4, ..., k
     greedy  = 1 if the temperature-0 completion is correct
-All are averaged over questions. "Correct" uses rewards.grade, the same grader as the rewards; with
+All are averaged over the questions that have a true answer (none: they are absent). Label-free,
+over every question: majority_ratio (share of the k samples in the vote: the model's agreement with
+itself), distinct_answers, answer_entropy, response_len (tokens), truncated (share); a trained run's
+eval_after.json adds votes_changed. "Correct" uses rewards.grade, the same grader as the rewards; with
 --answer-format text (free-text answers) the whole response is the answer, maj@k votes by exact
 normalised text, and "correct" is the task's checker (tiny-sounds) or normalised exact match (data.tasks.grader).
 Open-ended answers (--open-ended; OP-TTRAV's auxiliary evaluation), on the greedy answer (the
@@ -33,16 +37,22 @@ same seed; the report names the last one and the best one by avg@k. Picking the 
 set itself is optimistic; report both, as the TTRL table does not say which it used.
 --out writes report.json and one <model>_questions.jsonl per model (question, prompt, samples,
 extracted answers, vote, truth, per-sample verdicts).
+
+--win-rate (no answers needed; docs/unlabeled.md): each model's greedy answers against --baseline's,
+judged by --judge-model in both orders (A/B swapped); win = 1, tie = 0.5, loss = 0, unparseable
+replies counted and left out; the win rate, the length-controlled win rate (a logistic regression on
+the length difference, read at difference 0) and a bootstrap interval for both.
 """
 import argparse
 import gc
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 
-from rewards import extract, grade, majority_vote
+from rewards import answer_entropy, extract, grade, is_equivalent, majority_vote
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -87,28 +97,34 @@ def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temper
     return summarize(records, k, seed, n_boot, open_ended, encoder), records
 
 
-def question_records(engine, prompts: list[dict], truths: list[str], k: int = 16, temperature: float = 0.6,
+def question_records(engine, prompts: list[dict], truths: list[str | None], k: int = 16, temperature: float = 0.6,
                      top_p: float = 0.95, max_tokens: int = 64, seed: int = 0, questions: list[str] | None = None,
                      positions: list[int] | None = None, answer_format: str = "boxed", grader=grade) -> list[dict]:
-    """One record per question: samples, answers, verdicts and the per-question metrics. Separate from
-    summarize so that several processes can each score a shard of the questions (train.py under
-    torchrun; positions = the shard's places in the whole list, see sample.py) and one summarises."""
+    """One record per question: samples, answers, the vote, the label-free metrics and, where the
+    question has a truth (not None), the verdicts and the truth-based metrics. Separate from summarize
+    so that several processes can each score a shard of the questions (train.py under torchrun;
+    positions = the shard's places in the whole list, see sample.py) and one summarises."""
     greedy = engine.generate(prompts, n=1, temperature=0.0, max_tokens=max_tokens)
     sampled = engine.generate(prompts, n=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                               **({} if positions is None else {"positions": positions}))
-    ks = pass_ks(k)
     records = []
     for i, (prompt, truth, g, group) in enumerate(zip(prompts, truths, greedy, sampled)):
         answers = [extract(r.text, answer_format) for r in group]
-        correct = [grader(a, truth) for a in answers]
         vote = majority_vote(answers, exact=answer_format == "text")
-        records.append({
+        record = {
             "question": questions[i] if questions else None, "prompt": prompt["text"], "truth": truth,
-            "samples": [r.text for r in group], "answers": answers, "correct": correct, "vote": vote.label,
-            "greedy": g[0].text, "greedy_correct": grader(extract(g[0].text, answer_format), truth),
-            f"avg@{k}": float(np.mean(correct)), f"maj@{k}": grader(vote.label, truth),
-            **{f"pass@{j}": pass_at_k(k, sum(correct), j) for j in ks},
-        })
+            "samples": [r.text for r in group], "answers": answers, "vote": vote.label, "greedy": g[0].text,
+            # label-free: how much the samples agree with their own vote, and how they end
+            "majority_ratio": vote.majority_ratio, "distinct_answers": vote.n_distinct,
+            "answer_entropy": answer_entropy(vote), "response_len": float(np.mean([len(r.ids) for r in group])),
+            "truncated": float(np.mean([r.truncated for r in group])),
+        }
+        if truth is not None:
+            correct = [grader(a, truth) for a in answers]
+            record.update({"correct": correct, "greedy_correct": grader(extract(g[0].text, answer_format), truth),
+                           f"avg@{k}": float(np.mean(correct)), f"maj@{k}": grader(vote.label, truth),
+                           **{f"pass@{j}": pass_at_k(k, sum(correct), j) for j in pass_ks(k)}})
+        records.append(record)
     return records
 
 
@@ -116,30 +132,165 @@ def pass_ks(k: int) -> list[int]:
     return sorted({2 ** i for i in range(int(math.log2(k)) + 1)} | {k})
 
 
+LABEL_FREE = ["majority_ratio", "distinct_answers", "answer_entropy", "response_len", "truncated"]
+
+
 def summarize(records: list[dict], k: int, seed: int = 0, n_boot: int = 1000, open_ended: bool = False,
               encoder=None) -> dict:
-    """Means over questions and their bootstrap intervals (open_ended also adds its metrics to records)."""
-    keys = ["greedy_correct", f"avg@{k}", f"maj@{k}"] + [f"pass@{j}" for j in pass_ks(k)]
-    per_q = {key.replace("_correct", ""): np.array([float(r[key]) for r in records]) for key in keys}
-    if open_ended:
-        preds = [extract(r["greedy"], "boxed") or r["greedy"].strip() for r in records]
-        bleu, sim = text_similarity(preds, [r["truth"] for r in records], encoder)
+    """Means over questions and their bootstrap intervals: the truth-based metrics over the questions
+    that have a truth (absent when none has), the label-free ones over all (open_ended also adds its
+    metrics to the records)."""
+    labelled = [r for r in records if r["truth"] is not None]
+    per_q = {}
+    if labelled:
+        keys = ["greedy_correct", f"avg@{k}", f"maj@{k}"] + [f"pass@{j}" for j in pass_ks(k)]
+        per_q = {key.replace("_correct", ""): np.array([float(r[key]) for r in labelled]) for key in keys}
+    if open_ended and labelled:
+        preds = [extract(r["greedy"], "boxed") or r["greedy"].strip() for r in labelled]
+        bleu, sim = text_similarity(preds, [r["truth"] for r in labelled], encoder)
         per_q.update(sim)
-        for r, *vals in zip(records, *sim.values()):
+        for r, *vals in zip(labelled, *sim.values()):
             r.update({m: float(v) for m, v in zip(sim, vals)})
-    summary = {m: float(v.mean()) for m, v in per_q.items()}
-    if open_ended:
+    free = {key: np.array([float(r[key]) for r in records]) for key in LABEL_FREE}
+    summary = {m: float(v.mean()) for m, v in {**per_q, **free}.items()}
+    if open_ended and labelled:
         summary["bleu"] = bleu
     summary["n_questions"] = len(records)
-    summary["ci95"] = bootstrap_ci(per_q, n_boot, seed)
+    summary["n_labelled"] = len(labelled)
+    summary["ci95"] = {**(bootstrap_ci(per_q, n_boot, seed) if per_q else {}), **bootstrap_ci(free, n_boot, seed)}
     return summary
+
+
+def votes_changed(before: list[dict], after: list[dict], answer_format: str = "boxed") -> int:
+    """How many questions' majority answer differs after training (equal answers by the grader's rule:
+    math-equal for boxed answers, equal normalised text for free text). Label-free."""
+    same = (lambda a, b: a == b) if answer_format == "text" else (
+        lambda a, b: a == b or (a is not None and b is not None and is_equivalent(a, b)))
+    return sum(not same(b["vote"], a["vote"]) for b, a in zip(before, after))
 
 
 def format_summary(summary: dict) -> str:
     """One line: 'avg@16 0.862 [0.81, 0.91] ...' (metrics with an interval, then the rest)."""
     ci = summary.get("ci95", {})
-    return " | ".join(f"{m} {v:.3f}" + (f" [{ci[m][0]:.2f}, {ci[m][1]:.2f}]" if m in ci else "")
+    line = " | ".join(f"{m} {v:.3f}" + (f" [{ci[m][0]:.2f}, {ci[m][1]:.2f}]" if m in ci else "")
                       for m, v in summary.items() if isinstance(v, float))
+    labelled, total = summary.get("n_labelled"), summary.get("n_questions")
+    if labelled is not None and 0 < labelled < total:
+        line += f" | accuracy on the {labelled} of {total} questions with an answer"
+    return line
+
+
+# --- pairwise win rate (AlpacaEval-style): is a model's answer preferred to a baseline's? ---------
+
+PAIRWISE_TEMPLATE = (
+    "Two responses to the same instruction.\n"
+    "Instruction: {question}\n\n"
+    "Response A:\n{a}\n\n"
+    "Response B:\n{b}\n\n"
+    "Which response follows the instruction better? Reply with A, B, or tie, and nothing else.\n"
+    "Better:"
+)
+_TIE_WORDS = {"tie", "equal", "both", "neither", "same"}
+
+
+def parse_preference(reply) -> str | None:
+    """A judge's reply -> "A", "B", "tie", or None (unparseable): its first word, punctuation dropped,
+    lower case ("A", "b.", "Response B", "**A**" count; "tie", "equal", "both", "neither" are ties)."""
+    words = re.sub(r"[^\w\s]", " ", reply if isinstance(reply, str) else "").lower().split()
+    if words[:1] in (["response"], ["answer"]):
+        words = words[1:]
+    if not words:
+        return None
+    if words[0] == "a" and words[1:2] and words[1] in _TIE_WORDS:  # "a tie"
+        return "tie"
+    if words[0] in ("a", "b"):
+        return words[0].upper()
+    return "tie" if words[0] in _TIE_WORDS else None
+
+
+def pairwise_judgements(questions: list[str], candidate: list[str], baseline: list[str], judge) -> list[dict]:
+    """Every question judged twice, the candidate as response A and then as B (the orders cancel the
+    judge's position bias); judge: prompts -> replies. Per question: the candidate's preference in each
+    order (1 win, 0.5 tie, 0 loss; None unparseable) and the length difference (characters)."""
+    fill = lambda q, a, b: PAIRWISE_TEMPLATE.format(question=q, a=a, b=b)  # noqa: E731
+    replies = judge([fill(q, c, b) for q, c, b in zip(questions, candidate, baseline)] +
+                    [fill(q, b, c) for q, c, b in zip(questions, candidate, baseline)])
+    n, score = len(questions), {"tie": 0.5}
+    first = [{"A": 1.0, "B": 0.0, **score}.get(parse_preference(r)) for r in replies[:n]]  # candidate was A
+    second = [{"A": 0.0, "B": 1.0, **score}.get(parse_preference(r)) for r in replies[n:]]  # candidate was B
+    return [{"prefs": [p1, p2], "len_diff": len(c) - len(b), "replies": [r1, r2]}
+            for p1, p2, c, b, r1, r2 in zip(first, second, candidate, baseline, replies[:n], replies[n:])]
+
+
+def length_controlled(prefs: np.ndarray, len_diff: np.ndarray) -> float:
+    """AlpacaEval 2.0's idea in its simplest form: a logistic regression of each judgement's preference
+    (a win is 1, a loss 0, a tie half of each) on the length difference, divided by its standard
+    deviation; the win rate it predicts at difference 0. Equals the plain win rate when no length differs."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = len_diff / (len_diff.std() or 1.0)
+    X, y = np.concatenate([x, x])[:, None], np.r_[np.ones(len(x)), np.zeros(len(x))]
+    w = np.r_[prefs, 1.0 - prefs]
+    if w[y == 1].sum() == 0 or w[y == 0].sum() == 0:  # all losses or all wins: nothing to regress
+        return float(prefs.mean())
+    fit = LogisticRegression(C=1e6, tol=1e-10, max_iter=1000).fit(X[w > 0], y[w > 0], sample_weight=w[w > 0])
+    return float(1.0 / (1.0 + np.exp(-fit.intercept_[0])))
+
+
+def win_rates(judgements: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+    """The win rate (mean preference over the parsed judgements) and the length-controlled one, each
+    with a percentile-bootstrap 95% interval over questions; unparseable replies are counted and left
+    out (a question keeps its other order's judgement)."""
+    prefs = [[(p, j["len_diff"]) for p in j["prefs"] if p is not None] for j in judgements]
+    flat = [pair for q in prefs for pair in q]
+    out = {"n_questions": len(judgements), "judgements": 2 * len(judgements),
+           "unparseable": sum(p is None for j in judgements for p in j["prefs"]),
+           "ties": sum(p == 0.5 for j in judgements for p in j["prefs"])}
+    if not flat:
+        return out  # no judgement could be read: no win rate, and the count above says why
+
+    def both(groups) -> tuple[float, float]:
+        pairs = np.array([pair for q in groups for pair in q], dtype=float)
+        return float(pairs[:, 0].mean()), length_controlled(pairs[:, 0], pairs[:, 1])
+    out["win_rate"], out["lc_win_rate"] = both(prefs)
+    rng = np.random.default_rng(seed)
+    draws = [both([prefs[i] for i in rng.integers(0, len(prefs), len(prefs))]) for _ in range(n_boot)]
+    draws = np.array([d for d in draws if not np.isnan(d[0])])
+    out["ci95"] = {m: [float(v) for v in np.percentile(draws[:, c], [2.5, 97.5])] for c, m in enumerate(["win_rate", "lc_win_rate"])}
+    return out
+
+
+def format_win_rates(stats: dict) -> str:
+    ci = stats.get("ci95", {})
+    rates = " | ".join(f"{m} {stats[m]:.3f} [{ci[m][0]:.2f}, {ci[m][1]:.2f}]" for m in ("win_rate", "lc_win_rate") if m in stats)
+    return (rates or "no judgement could be read") + (f" | {stats['unparseable']} of {stats['judgements']} judge replies "
+                                                       f"unparseable, {stats['ties']} ties")
+
+
+def run_start_model(names: list[str]) -> str | None:
+    """The model a run folder started from (its config.json), for the first run folder among names."""
+    for name in names:
+        config = Path(name) / "config.json"
+        if (Path(name) / "metrics.jsonl").exists() and config.exists():
+            return json.loads(config.read_text())["model"]
+    return None
+
+
+def judge_replies(args):
+    """--judge-model (default: the baseline) as a callable prompts -> greedy replies, each prompt in the
+    judge's chat template when it has one."""
+    import data.tasks
+    import sample
+
+    path = data.tasks.resolve_model(args.judge_model or args.baseline)
+    model, tok = sample.load_policy(path, args.dtype)
+    engine = sample.make_engine(args.engine, model, tok, path, args.dtype, seed=args.seed, kv_cache_gib=args.vllm_kv_gib,
+                                gpu_memory_utilization=args.vllm_gpu_memory)
+    reply = sample.greedy_replies(engine, args.judge_max_tokens, sample.context_length(model))
+    if not tok.chat_template:
+        return reply
+    chat = lambda p: tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)  # noqa: E731
+    return lambda prompts: reply([chat(p) for p in prompts])
 
 
 def model_list(names: list[str]) -> list[str]:
@@ -173,7 +324,8 @@ def main(argv=None):
     ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: \\boxed{} answers (math); text: the whole "
                     "response is a free-text answer (default: text for tiny-sounds, else boxed)")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
-    ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
+    ap.add_argument("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' "
+                    "when there is one): without answers, the label-free metrics only")
     ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (see data/prompts.py)")
     ap.add_argument("--open-ended", action="store_true", help="also BLEU, ROUGE-L and embedding similarity of the greedy answers")
     ap.add_argument("--encoder", default="minilm", help="--open-ended: sentence encoder for embed_sim (see encoders.py)")
@@ -187,9 +339,20 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model dtype")
     ap.add_argument("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB")
     ap.add_argument("--vllm-gpu-memory", type=float, default=0.85, help="vllm on GPU: fraction of GPU memory for the engine")
+    ap.add_argument("--win-rate", action="store_true", help="also compare each model's greedy answers with --baseline's, judged "
+                    "pairwise by --judge-model in both orders: win rate and length-controlled win rate (no answers needed)")
+    ap.add_argument("--baseline", default=None, help="--win-rate: the model compared with (default: a run folder's start model)")
+    ap.add_argument("--judge-model", default=None, help="--win-rate: the model that judges (default: the baseline itself, a weak judge)")
+    ap.add_argument("--judge-max-tokens", type=int, default=8, help="--win-rate: max tokens of each judge reply")
     args = ap.parse_args(argv)
 
     models = model_list(args.model)
+    if args.win_rate:
+        args.baseline = args.baseline or run_start_model(args.model)
+        if args.baseline is None:
+            raise SystemExit("--win-rate: name the model to compare with, --baseline MODEL (a run folder's start model is the "
+                             "default when --model is one)")
+        models = [args.baseline] + [m for m in models if m != args.baseline]
     rows = data.files.load_rows(args.data, args.question_key, args.answer_key, data.files.media_columns(args.image_key, args.audio_key))
     args.answer_format = data.tasks.answer_format(args.data, args.answer_format)
     grader = data.tasks.grader(args.data, args.answer_format)
@@ -201,7 +364,7 @@ def main(argv=None):
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    results = []
+    results, greedy_answers = [], []
     for i, name in enumerate(models):
         path = data.tasks.resolve_model(name)
         model, tok = sample.load_policy(path, args.dtype)
@@ -216,6 +379,7 @@ def main(argv=None):
                                     grader=grader)
         print(format_summary(summary))
         results.append({"model": path, **summary})
+        greedy_answers.append([r["greedy"] for r in records])
         if out:
             tag = f"{i:02d}_{Path(path).name}" if len(models) > 1 else Path(path).name
             with open(out / f"{tag}_questions.jsonl", "w") as f:
@@ -223,16 +387,29 @@ def main(argv=None):
         del engine, model, processor
         gc.collect()  # one engine at a time: free this one's KV cache before the next model loads
 
+    if args.win_rate:
+        judge = judge_replies(args)
+        for i, result in enumerate(results[1:], 1):
+            judgements = pairwise_judgements([r["question"] for r in rows], greedy_answers[i], greedy_answers[0], judge)
+            result["vs_baseline"] = {"baseline": results[0]["model"], **win_rates(judgements, seed=args.seed)}
+            print(f"{result['model']} vs {results[0]['model']}: {format_win_rates(result['vs_baseline'])}")
+            if out:
+                with open(out / f"{i:02d}_{Path(result['model']).name}_pairwise.jsonl", "w") as f:
+                    f.writelines(json.dumps({"question": r["question"], **j}) + "\n" for r, j in zip(rows, judgements))
     key = f"avg@{args.k}"
-    best = max(results, key=lambda r: r[key])
-    report = {"args": vars(args), "models": results, "last": results[-1]["model"], "best": best["model"],
-              "best_selected_by": key}
-    if len(results) > 1:
+    report = {"args": vars(args), "models": results, "last": results[-1]["model"]}
+    if all(key in r for r in results):  # the best needs true answers
+        best = max(results, key=lambda r: r[key])
+        report.update(best=best["model"], best_selected_by=key)
+    if len(results) > 1 and "best" in report:
         print(f"\n{'model':<40}{'greedy':>8}{key:>9}{f'maj@{args.k}':>9}")
         for r in results:
             mark = " <- best" if r is best else ""
             print(f"{r['model'][-40:]:<40}{r['greedy']:>8.3f}{r[key]:>9.3f}{r[f'maj@{args.k}']:>9.3f}{mark}")
         print(f"last: {report['last']} | best by {key} (selected on this test set, optimistic): {report['best']}")
+    elif len(results) > 1:
+        print("no true answers: no accuracy and no best checkpoint; the label-free metrics are above"
+              + (", the win rates against the baseline too" if args.win_rate else ""))
     if out:
         (out / "report.json").write_text(json.dumps(report, indent=1))
         print(f"report: {out / 'report.json'}")

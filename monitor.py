@@ -21,31 +21,42 @@ from pathlib import Path
 import numpy as np
 
 import dist
+from rewards import answer_entropy
 
 
-def step_metrics(result: dict, truths: list[str], grade, args, step: int, epoch: float, lr: float,
+def step_metrics(result: dict, truths: list[str | None], grade, args, step: int, epoch: float, lr: float,
                  nonfinite_skips: int) -> dict:
-    """One line of metrics.jsonl from train.ttrl_step's result. torchrun: every rank's groups are
-    gathered in step order, so the numbers are those of the whole step (one process: its own)."""
+    """One line of metrics.jsonl from train.ttrl_step's result. The truth-based metrics (label_acc,
+    reward_acc, true_reward) cover the groups whose question has a true answer and are absent when none
+    has (labelled_groups counts them when only some have). torchrun: every rank's groups are gathered
+    in step order, so the numbers are those of the whole step (one process: its own)."""
     stats, rewards, batch = result["stats"], result["rewards"], result["batch"]  # rewards (B, N)
     per_group = dist.all_gather_shards([
-        {"true": [float(grade(a, truth)) for a in answers], "vote": vote, "label_ok": grade(label, truth),
+        {"true": None if truth is None else [float(grade(a, truth)) for a in answers],
+         "label_ok": None if truth is None else grade(label, truth), "vote": vote,
          "len": [len(r.ids) for r in group], "truncated": [r.truncated for r in group]}
         for group, answers, vote, label, truth in
         zip(result["groups"], result["answers"], result["votes"], result["labels"], truths)])
-    true_rewards = np.array([e["true"] for e in per_group])  # (B, N)
     train_rewards = rewards[:, :args.n_train]  # (B, M)
-    return {
+    m = {
         "step": step, "epoch": round(epoch, 3), "lr": lr,
         "loss": stats["loss"], "reward_mean": train_rewards.mean().item(), "reward_std": train_rewards.std().item(),
         "zero_std_frac": (train_rewards.std(1) == 0).float().mean().item(),
         "majority_ratio": float(np.mean([e["vote"].majority_ratio for e in per_group])),
         "distinct_answers": float(np.mean([e["vote"].n_distinct for e in per_group])),
-        "label_acc": float(np.mean([e["label_ok"] for e in per_group])),
+        "answer_entropy": float(np.mean([answer_entropy(e["vote"]) for e in per_group])),
+    }
+    labelled = [i for i, e in enumerate(per_group) if e["true"] is not None]
+    if labelled:
+        true_rewards = np.array([per_group[i]["true"] for i in labelled])  # (labelled groups, N)
+        m["label_acc"] = float(np.mean([per_group[i]["label_ok"] for i in labelled]))
         # does the pseudo-reward (>= 0.5 counts as "right") agree with the true reward?
-        "reward_acc": float(((rewards.cpu().numpy() >= 0.5) == true_rewards).mean()),
-        "true_reward": float(true_rewards.mean()),
-        "clip_frac": dist.all_mean(stats["clip_frac"]), "kl": dist.all_mean(stats["kl"]),
+        m["reward_acc"] = float(((rewards.cpu().numpy()[labelled] >= 0.5) == true_rewards).mean())
+        m["true_reward"] = float(true_rewards.mean())
+        if len(labelled) < len(per_group):
+            m["labelled_groups"] = len(labelled)
+    return {
+        **m, "clip_frac": dist.all_mean(stats["clip_frac"]), "kl": dist.all_mean(stats["kl"]),
         # the sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
         "sampler_gap": dist.masked_mean((batch.old_logp - batch.sampler_logp).abs(), batch.mask),
         "entropy": dist.masked_mean(result["entropy"], batch.mask), "grad_norm": stats["grad_norm"],
@@ -72,8 +83,8 @@ class CollapseMonitor:
                 f"majority ratio {m['majority_ratio']:.2f}, response length {m['response_len']:.1f}")
 
 
-PANELS = ["reward_mean", "true_reward", "label_acc", "reward_acc", "majority_ratio", "distinct_answers", "entropy",
-          "response_len", "truncated_frac", "zero_std_frac", "kl", "clip_frac", "grad_norm", "sampler_gap", "lr"]
+PANELS = ["reward_mean", "true_reward", "label_acc", "reward_acc", "majority_ratio", "distinct_answers", "answer_entropy",
+          "entropy", "response_len", "truncated_frac", "zero_std_frac", "kl", "clip_frac", "grad_norm", "sampler_gap", "lr"]
 
 
 def plot_curves(out: Path, args=None) -> None:
@@ -87,7 +98,7 @@ def plot_curves(out: Path, args=None) -> None:
     if not rows:
         return
     floors = {"entropy": getattr(args, "collapse_entropy", None), "distinct_answers": getattr(args, "collapse_distinct", None)}
-    fig, axes = plt.subplots(3, 5, figsize=(20, 10))
+    fig, axes = plt.subplots(4, 4, figsize=(16, 13))
     x = [r["step"] for r in rows]
     for ax, k in zip(axes.flat, PANELS):
         ax.plot(x, [r.get(k, float("nan")) for r in rows])

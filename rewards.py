@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from math_verify import parse, verify
 
 
 @dataclass
@@ -216,6 +215,8 @@ def _require_main_thread() -> None:
 def _parse(ans: str) -> tuple:
     """math_verify's parse of `\\boxed{ans}`, cached: a group of 64 rollouts repeats answers."""
     _require_main_thread()
+    from math_verify import parse  # imported on first use: it takes a second (sympy), flag checks should not wait
+
     try:
         # Wrapping in \boxed{} makes parse read the whole answer as one expression
         # instead of searching it for something that looks like an answer.
@@ -240,6 +241,8 @@ def is_equivalent(a: str, b: str) -> bool:
     if not pa or not pb:
         return False
     _require_main_thread()
+    from math_verify import verify
+
     try:
         return bool(verify(list(pa), list(pb)))
     except Exception:
@@ -373,6 +376,15 @@ def frequency_rewards(answers: list[str | None], entropy_coef: float = 0.0, entr
         else:
             raise ValueError(f"unknown entropy form {entropy_form!r}: use literal or per-sample")
     return rewards.astype(np.float32)
+
+
+def answer_entropy(vote: Vote) -> float:
+    """Entropy (nats) of a group's answers, for monitoring: the clusters' shares p = size / N, the
+    rollouts without an answer counted together as one more outcome. 0 when all N agree."""
+    ids = vote.cluster_ids
+    counts = np.append(np.bincount(ids[ids >= 0]), (ids < 0).sum()).astype(np.float64)
+    p = counts[counts > 0] / max(len(ids), 1)
+    return float(-(p * np.log(p)).sum()) + 0.0  # + 0.0: -0.0 -> 0.0
 
 
 def ttrl_rewards(texts: list[str]) -> Vote:

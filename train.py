@@ -19,6 +19,12 @@ checkpoints, final/; --resume continues a killed run: docs/long-runs.md). torchr
 (docs/multi-gpu.md): the few lines that differ call dist.py, whose helpers do nothing in one process.
 Weights and AdamW state stay float32; --dtype bfloat16 is autocast (why: docs/gpu.md).
 """
+if __name__ == "__main__":  # a bad flag is one line and exit 2 before the imports below take seconds
+    import sys
+
+    from config import parse_args
+    parse_args(sys.argv[1:], __doc__)
+
 import copy
 import json
 import math
@@ -40,7 +46,7 @@ import dist
 import grpo
 from config import check_distributed, parse_args
 from encoders import load_encoder
-from eval import format_summary, question_records, summarize
+from eval import format_summary, question_records, summarize, votes_changed
 from monitor import CollapseMonitor, plot_curves, step_metrics
 from rewards import REWARDS, USES_ENCODER, RewardContext, extract, majority_vote
 from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine
@@ -288,9 +294,7 @@ def setup(args) -> Run:
     template = data.prompts.load_template(args.prompt_template)
     with dist.main_first():  # one process builds an embedded model into the cache, the others load it
         model_path = data.tasks.resolve_model(args.model)
-    resume_from = checkpoint.latest(out) if args.resume else None
-    if args.resume:
-        dist.print0(f"--resume {out}: " + (f"from {resume_from.name}" if resume_from else "no complete checkpoint yet, from step 0"))
+    resume_from = resume_point(out, args) if args.resume else None
     policy_path = str(resume_from or model_path)  # the policy (and its engine) start from the checkpoint
     model, tok = load_policy(policy_path, "float32", args.device)  # float32 master weights (module docstring)
     processor = load_processor(model)  # a multimodal model's image / audio pipeline, else None
@@ -333,6 +337,20 @@ def setup(args) -> Run:
     run.my_share = dist.shard(range(run.per_step))
     run.positions = run.my_share if dist.launched else None
     return run
+
+
+def resume_point(out: Path, args) -> Path | None:
+    """--resume: the newest intact checkpoint (checkpoint.resumable), one line for each damaged one
+    skipped; with none intact, step 0 only when --restart says so."""
+    with dist.main_first():  # rank 0 looks first (and renames the damaged ones), the others find what is left
+        folder, damaged = checkpoint.resumable(out)
+    for line in damaged:
+        dist.print0(f"--resume {out}: {line}")
+    if damaged and folder is None and not args.restart:
+        raise SystemExit(f"--resume {out}: no intact checkpoint left ({len(damaged)} damaged, kept as *.damaged); pass "
+                         f"--restart to start the run over from step 0")
+    dist.print0(f"--resume {out}: " + (f"from {folder.name}" if folder else "no intact checkpoint, from step 0"))
+    return folder
 
 
 def drop_too_long(rows, prompts, tok, processor, ctx: int | None, args):
@@ -399,7 +417,14 @@ def evaluate(run: Run, tag: str) -> dict:
     shard of the questions (the K GPUs share the work) and rank 0 summarises every rank's records."""
     args, done = run.args, run.out / f"eval_{tag}.json"
     if tag == "before" and args.resume and done.exists():
-        return json.loads(done.read_text())
+        try:
+            return json.loads(done.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise SystemExit(f"--resume {run.out}: eval_before.json is damaged ({type(e).__name__}); move it away to "
+                             f"resume without the evaluation before training") from None
+    if tag == "before" and run.resume_from is not None:  # the weights are trained ones: no "before" to measure
+        dist.print0(f"--resume {run.out}: no eval_before.json; the run goes on without the evaluation before training")
+        return {}
     if args.eval_k <= 0:
         return {}
     t = time.time()
@@ -412,6 +437,9 @@ def evaluate(run: Run, tag: str) -> dict:
     if not dist.is_main():
         return {}
     summary = summarize(records, args.eval_k, args.seed)
+    before = run.out / "eval_before_questions.jsonl"
+    if tag == "after" and before.exists():  # label-free: did training change what the model votes for?
+        summary["votes_changed"] = votes_changed([json.loads(line) for line in open(before)], records, args.answer_format)
     summary["seconds"] = round(time.time() - t, 1)
     done.write_text(json.dumps(summary, indent=1))
     with open(run.out / f"eval_{tag}_questions.jsonl", "w") as f:
@@ -424,12 +452,13 @@ def write_step(run: Run, m: dict) -> None:
     """Step 7 on rank 0: one line in metrics.jsonl and on screen, and the guards' warnings."""
     if not dist.is_main():
         return
-    run.log.write(json.dumps(m) + "\n")
-    run.log.flush()
+    with checkpoint.disk_errors(run.out, "metrics.jsonl"):
+        run.log.write(json.dumps(m) + "\n")
+        run.log.flush()
     seconds = sum(m[k] for k in ("t_sample", "t_reward", "t_train", "t_sync"))
-    tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | label_acc {m['label_acc']:.2f} | "
-               f"maj_ratio {m['majority_ratio']:.2f} | true_reward {m['true_reward']:.3f} | ent {m['entropy']:.3f} | "
-               f"kl {m['kl']:.4f} | {seconds:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})"
+    truth = f" | label_acc {m['label_acc']:.2f} | true_reward {m['true_reward']:.3f}" if "label_acc" in m else ""
+    tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | maj_ratio {m['majority_ratio']:.2f}{truth} | "
+               f"ent {m['entropy']:.3f} | kl {m['kl']:.4f} | {seconds:.2f}s (sample {m['t_sample']:.2f} train {m['t_train']:.2f})"
                + ("" if m["update"] == "ok" else f" | update skipped: {m['update']}"))
     if m["update"] == "nonfinite":
         tqdm.write(f"WARNING step {m['step']}: non-finite loss or gradient, update skipped "
@@ -443,8 +472,9 @@ def save_checkpoint(run: Run, step: int) -> None:
     rank 0 writes, the others wait until the folder is whole."""
     opt_state, rngs, weights = dist.training_state(run.trainer, run.opt)
     if dist.is_main():
-        checkpoint.save(run.out, step, run.model, run.tokenizer_or_processor, opt_state, run.sched, run.order, run.markers,
-                        run.args.keep_checkpoints, weights, rngs)
+        with checkpoint.disk_errors(run.out, f"checkpoint step {step}"):
+            checkpoint.save(run.out, step, run.model, run.tokenizer_or_processor, opt_state, run.sched, run.order,
+                            run.markers, run.args.keep_checkpoints, weights, rngs)
     dist.barrier()
 
 
@@ -455,15 +485,19 @@ def finish(run: Run, before: dict, after: dict) -> None:
         run.log.close()
     weights = dist.full_state_dict(run.trainer) if args.fsdp else None  # FSDP: gathered to rank 0
     if dist.is_main():
-        checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights)
+        with checkpoint.disk_errors(run.out, "final/"):
+            checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights)
         plot_curves(run.out, args)
         if before and after:
-            print(f"\n{'metric':<10}{'before':>9}{'after':>9}")
+            print(f"\n{'metric':<17}{'before':>9}{'after':>9}")
             for k in before:
                 if isinstance(before[k], float) and k != "seconds":
-                    print(f"{k:<10}{before[k]:>9.3f}{after[k]:>9.3f}")
+                    print(f"{k:<17}{before[k]:>9.3f}{after[k]:>9.3f}")
             k = args.eval_k
-            print(f"TTRL claim (after avg@{k} >= before maj@{k}): {after[f'avg@{k}']:.3f} vs {before[f'maj@{k}']:.3f}")
+            if f"avg@{k}" in after and f"maj@{k}" in before:
+                print(f"TTRL claim (after avg@{k} >= before maj@{k}): {after[f'avg@{k}']:.3f} vs {before[f'maj@{k}']:.3f}")
+            if "votes_changed" in after:
+                print(f"majority answer changed on {after['votes_changed']} of {after['n_questions']} questions")
         print(f"run folder: {run.out}")
     dist.teardown({run.engine, run.judge_engine})
 

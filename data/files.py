@@ -7,17 +7,17 @@
   math500 aime24 amc amc23 gsm8k        the hub data sets of the TTRL papers (HUB below), via `datasets`
   a file                                .jsonl .json .parquet .csv, also read by `datasets`; --question-key
                                         and --answer-key name its columns
-Each row becomes {"question": str, "answer": str}. The answer is ground truth: only evaluation and
-monitoring read it; the reward never does. --image-key names a column of images (file paths,
+Each row becomes {"question": str, "answer": str or None}. The answer is ground truth: only
+evaluation and monitoring read it; the reward never does. --image-key names a column of images (file paths,
 relative to the data file, or images stored by `datasets`): rows then carry "images": [PIL images].
 --audio-key names a column of audio clips (WAV paths or stored audio): rows carry "audios":
 [(waveform, sample_rate)]. Both are decoded at load time (data/media.py): a broken file is an error
 naming its row.
 
-Bad rows. A file that does not parse (bad JSON on some line) or lacks a named column is an error
-naming the file, the line or the column: the file is wrong and guessing would hide it. A row whose
-question or answer is empty is skipped and counted (printed): it can be neither asked nor graded,
-and one blank row among 500 should not end a run hours in.
+Answers are optional (test-time RL trains without them; see load_rows). Bad rows: a file that does
+not parse (bad JSON on some line) or lacks a named column is an error naming the file, the line or
+the column: the file is wrong and guessing would hide it. A row whose question is empty is skipped
+and counted (printed): it cannot be asked, and one blank row among 500 should not end a run hours in.
 """
 import json
 import math
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from data import media
-from data.tasks import TASKS
 
 
 class HubSet(NamedTuple):
@@ -33,7 +32,7 @@ class HubSet(NamedTuple):
     config: str | None
     split: str
     question: str  # column names
-    answer: str
+    answer: str | None  # None: a set without answers, evaluated by label-free metrics
     note: str
 
 
@@ -53,10 +52,19 @@ def media_columns(image_key: str | None = None, audio_key: str | None = None) ->
     return {**({"images": image_key} if image_key else {}), **({"audios": audio_key} if audio_key else {})}
 
 
-def load_rows(data: str, question_key: str = "question", answer_key: str = "answer",
+def load_rows(data: str, question_key: str = "question", answer_key: str | None = None,
               extra_keys: dict[str, str] | None = None) -> list[dict]:
-    """Rows as [{"question", "answer", **extra}]; extra_keys maps a row field to a column, e.g.
-    {"images": "image"}. Errors are one line (SystemExit) naming the flag, the file and the line."""
+    """Rows as [{"question", "answer", **extra}], "answer" None where a row has none; extra_keys maps a
+    row field to a column, e.g. {"images": "image"}. Errors are one line (SystemExit) naming the flag,
+    the file and the line.
+
+    Answers are optional: test-time RL trains without them, and evaluation and monitoring then report
+    the label-free metrics only (on a file where some rows have answers, the truth-based ones on those
+    rows). answer_key None: the column "answer" when the file has one, else no answers; a key given and
+    not found is an error (a typo should not silently turn off every accuracy). A cell holding a
+    \\boxed{} (a worked solution, as MATH's) gives its last boxed content."""
+    from data.tasks import TASKS  # here, not at the top: the embedded tasks import torch, flag checks need only HUB
+
     if data in TASKS:
         return TASKS[data].test_split()
     if data in HUB:
@@ -65,10 +73,12 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
         question_key, answer_key = h.question, h.answer
     elif Path(data).suffix in FILE_TYPES:
         table = _load_file(data)
+        if answer_key is None and "answer" in table.column_names:
+            answer_key = "answer"
     else:
         raise SystemExit(f"--data {data}: unknown name; use {', '.join([*TASKS, *HUB])}, "
                          f"or a {'/'.join(FILE_TYPES)} file")
-    columns = {"question": question_key, "answer": answer_key, **(extra_keys or {})}
+    columns = {"question": question_key, **({"answer": answer_key} if answer_key else {}), **(extra_keys or {})}
     flags = {"question": "--question-key", "answer": "--answer-key"}
     for field, key in columns.items():
         if key not in table.column_names:
@@ -82,25 +92,43 @@ def load_rows(data: str, question_key: str = "question", answer_key: str = "answ
     rows, numbers, skipped = [], [], []  # numbers: each kept row's place in the file (1-based)
     for i, r in enumerate(table, 1):
         row = {field: r[key] for field, key in columns.items()}
-        row["question"], row["answer"] = _text(row["question"]), _text(row["answer"])
-        if data == "gsm8k":  # "... reasoning ... #### 1,234" -> "1234"
-            row["answer"] = row["answer"].split("####")[-1].replace(",", "").strip() if "####" in row["answer"] else ""
-        if row["question"] and row["answer"]:
+        row["question"], row["answer"] = _text(row["question"]), _answer(row.get("answer"), data)
+        if row["question"]:
             rows.append(row)
             numbers.append(i)
         else:
             skipped.append(i)
     if skipped:
-        print(f"--data {data}: skipped {len(skipped)} of {len(table)} rows with an empty question or answer "
+        print(f"--data {data}: skipped {len(skipped)} of {len(table)} rows with an empty question "
               f"(rows {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
     if not rows:
         raise SystemExit(f"--data {data}: no usable rows")
+    unlabelled = sum(r["answer"] is None for r in rows)
+    if unlabelled == len(rows):
+        print(f"--data {data}: no answers ({'no answer column' if not answer_key else 'all empty'}): training "
+              f"needs none; evaluation and monitoring report label-free metrics only")
+    elif unlabelled:
+        print(f"--data {data}: {len(rows) - unlabelled} of {len(rows)} questions have an answer: accuracy and the "
+              f"other truth-based metrics are computed on those")
     for i, row in zip(numbers, rows):  # decoded now: a broken file is an error naming its row (media.py)
         if "images" in columns:
             row["images"] = media.open_images(row["images"], data, i)
         if "audios" in columns:
             row["audios"] = media.open_audios(row["audios"], data, i)
     return rows
+
+
+def _answer(value, data: str) -> str | None:
+    """A reference answer from its cell, None when there is none: GSM8K's number after "####", a
+    worked solution's last \\boxed{}, else the text."""
+    from rewards import extract_answer
+
+    text = _text(value)
+    if data == "gsm8k":  # "... reasoning ... #### 1,234" -> "1234"
+        text = text.split("####")[-1].replace(",", "").strip() if "####" in text else ""
+    elif "\\boxed" in text or "\\fbox" in text:
+        text = extract_answer(text) or ""
+    return text or None
 
 
 def _text(value) -> str:

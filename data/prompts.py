@@ -90,7 +90,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="tiny-math", help=f"{', '.join([*TASKS, *HUB])}, or a .jsonl/.json/.parquet/.csv file")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
-    ap.add_argument("--answer-key", default="answer", help="column holding the reference answer (files)")
+    ap.add_argument("--answer-key", default=None, help="column holding the reference answer, optional (files)")
     ap.add_argument("--image-key", default=None, help="column holding images (files): paths or stored images")
     ap.add_argument("--audio-key", default=None, help="column holding audio clips (files): WAV paths or stored audio (data/media.py)")
     ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: math instruction; text: a short free-text answer (default: the embedded task's own, else boxed)")

@@ -128,7 +128,7 @@ if __name__ == "__main__":
         (logprob_pass if args.one == "logprobs" else generation)(args, args.before)
         sys.exit(0)
     elements = args.rows * (args.tokens - 1) * VOCAB
-    print(f"| measured (peak above start, MiB) | as before | now | ratio |\n|---|---|---|---|")
+    print("| measured (peak above start, MiB) | as before | now | ratio |\n|---|---|---|---|")
     for what, label in (("logprobs", f"log-prob pass, {args.rows} x {args.tokens} tokens, forward + backward "
                                      f"(one float32 copy of the logits: {elements * 4 / 2**20:.0f} MiB)"),
                         ("generation", f"hf engine, {args.sequences} sequences x {args.new_tokens} new tokens "

@@ -41,8 +41,15 @@ def test_evaluate_hand_computed():
     summary, records = evaluate(engine, [{"text": "q1"}, {"text": "q2"}], ["5", "1/2"], k=4)
     ci = summary.pop("ci95")
     # pass@j with n = 4: Q1 (c=1) 1/4, 1/2, 1; Q2 (c=3) 3/4, 1, 1
-    assert summary == {"greedy": 0.5, "avg@4": (0.25 + 0.75) / 2, "maj@4": 0.5, "pass@1": 0.5,
-                       "pass@2": 0.75, "pass@4": 1.0, "n_questions": 2}
+    truth_based = {k: summary.pop(k) for k in ["greedy", "avg@4", "maj@4", "pass@1", "pass@2", "pass@4"]}
+    assert truth_based == {"greedy": 0.5, "avg@4": (0.25 + 0.75) / 2, "maj@4": 0.5, "pass@1": 0.5,
+                           "pass@2": 0.75, "pass@4": 1.0}
+    # label-free: Q1's answers 7, 7, 5, none -> majority 2/4, 2 distinct, shares (1/2, 1/4, 1/4 for "no answer");
+    # Q2's 0.5 (three forms), 2 -> majority 3/4, 2 distinct, shares (3/4, 1/4); the canned replies are empty
+    h = lambda *p: -sum(x * math.log(x) for x in p)  # entropy in nats
+    assert summary.pop("majority_ratio") == (0.5 + 0.75) / 2 and summary.pop("distinct_answers") == 2.0
+    assert summary.pop("answer_entropy") == pytest.approx((h(0.5, 0.25, 0.25) + h(0.75, 0.25)) / 2)
+    assert summary == {"n_questions": 2, "n_labelled": 2, "response_len": 0.0, "truncated": 0.0}
     assert ci["pass@4"] == [1.0, 1.0] and ci["greedy"] == [0.0, 1.0]
     assert records[0]["vote"] == "7" and records[1]["vote"] == "0.5"
     assert records[0]["correct"] == [False, False, True, False]

@@ -54,11 +54,16 @@ def test_extra_columns_ride_along(tmp_path):
     assert data.files.load_rows(path, extra_keys={"source": "src"}) == [{"question": "q", "answer": "1", "source": "book 2"}]
 
 
-def test_empty_rows_are_skipped_and_counted(tmp_path, capsys):
+def test_empty_questions_are_skipped_and_empty_answers_kept_as_none(tmp_path, capsys):
+    # A question without an answer is still a question to train on (test-time RL needs no answers);
+    # one without a question can be neither asked nor graded.
     rows = [{"question": "q1", "answer": "1"}, {"question": "", "answer": "2"}, {"question": "q3", "answer": None},
             {"question": "q4", "answer": "  "}, {"question": "q5", "answer": "5"}]
-    assert [r["question"] for r in data.files.load_rows(write(tmp_path / "e.jsonl", rows))] == ["q1", "q5"]
-    assert "skipped 3 of 5 rows with an empty question or answer (rows 2, 3, 4)" in capsys.readouterr().out
+    loaded = data.files.load_rows(write(tmp_path / "e.jsonl", rows))
+    assert [(r["question"], r["answer"]) for r in loaded] == [("q1", "1"), ("q3", None), ("q4", None), ("q5", "5")]
+    out = capsys.readouterr().out
+    assert "skipped 1 of 5 rows with an empty question (rows 2)" in out
+    assert "2 of 4 questions have an answer: accuracy and the other truth-based metrics are computed on those" in out
 
 
 @pytest.mark.parametrize("name,content,message", [
