@@ -24,6 +24,11 @@ With none intact it stops with one line, unless --restart starts the run over. A
 or eval_before.json is one line naming the file; a full disk while writing is one line too
 (`disk_errors`). tests/infra/test_faults.py injects each of these (`failpoint` kills mid-write).
 
+The folder itself: one train.py writes a run folder at a time (`claim` takes a lock holding the
+writer's pid and host; the kernel drops it when the process ends, so a killed run's folder can be
+resumed at once), and a new run never writes over an earlier one: --out on a folder that holds a run
+is refused unless --resume continues it or --start-over moves its files aside (OUT.previous-<time>/).
+
 Several processes (torchrun, dist.py): rank 0 writes the checkpoint, holding the whole weights and
 AdamW state (FSDP gathers them first) and every rank's RNG states; on --resume every rank loads the
 same folder and takes its own RNG states back.
@@ -34,12 +39,15 @@ metrics.jsonl is cut back to the checkpoint's step, so every step appears in it 
 """
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import struct
+import time
 import zipfile
 from pathlib import Path
 
@@ -47,10 +55,44 @@ import numpy as np
 import torch
 
 # Flags that may change between a run and its resumption: they change speed or memory, not the math.
-RESUMABLE = {"resume", "restart", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
-             "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout"}
+RESUMABLE = {"resume", "restart", "start_over", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
+             "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout", "max_weight_change"}
 STATE = "trainer_state.pt"
 KEEP_STATES = 2  # checkpoints that keep their trainer state (optimizer, RNG, data order): the newest two
+LOCK = ".lock"  # in a run folder: who is writing there (pid, host); locked while that process lives
+
+
+def claim(out: Path, resume: bool, start_over: bool = False):
+    """Make `out` this process's run folder, before anything is written there. Takes the folder's lock
+    (a second train.py on it stops with one line naming the first), then checks the folder holds no
+    earlier run unless `resume` continues it; start_over moves an earlier run's files to a sibling
+    folder OUT.previous-<time>/ (never deleted). Returns the open lock file: the lock lasts while it is
+    open, and the kernel releases it when the process ends, however it ends (a SIGKILL leaves no stale
+    lock). flock works between processes of one machine and on most network file systems."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / LOCK, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        raise SystemExit(f"--out {out}: another train.py is writing there ({lock.read().strip() or 'pid unknown'}); "
+                         f"wait for it to finish, or choose another --out") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    lock.flush()
+    earlier = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+    if earlier and not resume:
+        if not start_over:
+            raise SystemExit(f"--out {out}: the folder holds an earlier run ({', '.join(earlier[:4])}"
+                             f"{', ...' if len(earlier) > 4 else ''}); --resume {out} continues it, --start-over moves "
+                             f"it aside (to {out.name}.previous-<time>/), or choose another --out")
+        aside = out.with_name(f"{out.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside.mkdir()
+        for name in earlier:
+            (out / name).rename(aside / name)
+        print(f"--out {out}: the earlier run's files moved to {aside}")
+    return lock
 
 
 def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = None,
@@ -61,35 +103,49 @@ def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = N
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, **({} if weights is None else {"state_dict": weights}))
-    failpoint("checkpoint-model-written")
-    tok.save_pretrained(tmp)
-    for f in extra_files:
-        shutil.copy(f, tmp)
-    for name, content in (texts or {}).items():
-        (tmp / name).write_text(content)
-    if state is not None:
-        torch.save(state, tmp / STATE)
+    try:
+        model.save_pretrained(tmp, **({} if weights is None else {"state_dict": weights}))
+        failpoint("checkpoint-model-written")
+        tok.save_pretrained(tmp)
+        for f in extra_files:
+            shutil.copy(f, tmp)
+        for name, content in (texts or {}).items():
+            (tmp / name).write_text(content)
+        if state is not None:
+            torch.save(state, tmp / STATE)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a write cut short (full disk): give its space back
+        raise
     failpoint("checkpoint-before-rename")
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
 
 
 @contextlib.contextmanager
-def disk_errors(run: Path, what: str):
-    """A full (or failing) disk ends the run with one line saying what was being written and what to do,
-    not a traceback from deep in torch's zip writer. Checkpoints are written aside and renamed, so the
-    one before is intact and --resume starts from it once there is room."""
+def disk_errors(run: Path, what: str, needed: int = 0):
+    """A full (or failing) disk ends the run with one line: what was being written, how much room it
+    needed (`needed` bytes, an estimate; 0 = unknown) and how much there is, and which checkpoint is
+    intact, not a traceback from deep in torch's zip writer. Checkpoints are written aside and renamed,
+    so the one before is whole and --resume starts from it once there is room."""
     try:
         yield
     except (OSError, RuntimeError) as e:
-        free = shutil.disk_usage(run).free / 2**20
+        free = shutil.disk_usage(run).free
         # torch's zip writer reports a full disk as "file write failed", "iostream error" or "unexpected pos"
         said = any(m in str(e) for m in ("write failed", "iostream error", "unexpected pos", "No space left"))
-        if not (getattr(e, "errno", None) == errno.ENOSPC or said or free < 64):
+        if not (getattr(e, "errno", None) == errno.ENOSPC or said or free < max(needed, 64 * 2**20)):
             raise
-        raise SystemExit(f"{run}: could not write {what}, the disk is full or failing ({free:.0f} MiB free); "
-                         f"the newest whole checkpoint is intact: free space, then python train.py --resume {run}") from None
+        newest = latest(run) if (run / "checkpoints").is_dir() else None
+        intact = f"the newest checkpoint, {newest.name}, is intact" if newest else "no checkpoint yet (--resume starts at step 0)"
+        need = f", about {needed / 2**20:.1f} MiB needed" if needed else ""
+        raise SystemExit(f"{run}: could not write {what}: the disk is full or failing ({free / 2**20:.1f} MiB free{need}); "
+                         f"{intact}: free space, then python train.py --resume {run}") from None
+
+
+def size_on_disk(model, with_optimizer: bool) -> int:
+    """Bytes a checkpoint of `model` takes, about: its weights, plus AdamW's two moments (float32)."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights + (2 * 4 * sum(p.numel() for p in model.parameters()) if with_optimizer else 0)
 
 
 def failpoint(name: str) -> None:

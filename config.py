@@ -64,6 +64,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+MIN_TEMPERATURE = 1e-5  # vLLM samples greedily below this (and then refuses n > 1); both engines accept up to 2
 POSITIVE, COUNT = (lambda v: v >= 1, "an integer >= 1"), (lambda v: v >= 0, "an integer >= 0")
 # Every numeric flag's valid values, checked before anything loads: flag -> (test, what it must be).
 RANGES = {
@@ -76,13 +77,15 @@ RANGES = {
     "save_every": (COUNT[0], "an integer >= 0 (0 = only final/)"), "keep_checkpoints": (COUNT[0], "an integer >= 0 (0 = all)"),
     "eval_k": (COUNT[0], "an integer >= 0 (0 = no evaluation)"), "adapt_on": (COUNT[0], "an integer >= 0 (0 = all questions)"),
     "seed": COUNT,
-    "lr": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "lr": (lambda v: 0 < v <= 1e36, "a number in (0, 1e36] (AdamW's first step is lr / 0.1, applied in float32)"),
     "epochs": (lambda v: 0 < v < math.inf, "a finite number > 0"),
     "weight_decay": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
     "grad_clip": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "max_weight_change": (lambda v: 0 <= v < math.inf, "a finite number >= 0 (0 = off)"),
     "warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "temperature": (lambda v: 0 < v <= 2, "in (0, 2]: the N votes need sampling (0 would be greedy: N copies of one answer)"),
-    "eval_temperature": (lambda v: 0 < v <= 2, "in (0, 2] (the greedy answer is evaluated apart)"),
+    "temperature": (lambda v: MIN_TEMPERATURE <= v <= 2, f"in [{MIN_TEMPERATURE}, 2]: the N votes need sampling (below "
+                    f"{MIN_TEMPERATURE} vLLM samples greedily: N copies of one answer; above 2 it refuses)"),
+    "eval_temperature": (lambda v: MIN_TEMPERATURE <= v <= 2, f"in [{MIN_TEMPERATURE}, 2] (the greedy answer is evaluated apart)"),
     "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"), "eval_top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "eps_low": (lambda v: 0 <= v < 1, "in [0, 1)"), "eps_high": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
     "kl_coef": (lambda v: 0 <= v < math.inf, "a finite number >= 0"), "is_cap": (lambda v: 0 <= v < math.inf, "a finite number >= 0 (0 = off)"),
@@ -133,6 +136,8 @@ def parse_args(argv=None, description: str | None = None):
     a("--save-every", type=int, default=10, help="write a checkpoint (model, optimizer, RNG, data order) every N steps; 0 = only final/")
     a("--keep-checkpoints", type=int, default=5, help="model copies to keep in checkpoints/ (0 = all, at least 2); only the newest two keep the optimizer state")
     a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest intact checkpoint, with its config.json (see checkpoint.py)")
+    a("--start-over", action="store_true", help="--out names a folder holding an earlier run: move that run's files aside "
+      "(to OUT.previous-<time>/, nothing is deleted) and start a new run there")
     a("--restart", action="store_true", help="with --resume: when no checkpoint is intact, start the run over from step 0 "
       "(the damaged ones are kept, renamed *.damaged)")
     # TTRL
@@ -161,6 +166,8 @@ def parse_args(argv=None, description: str | None = None):
     a("--warmup-ratio", type=float, default=0.0, help="fraction of steps with linear LR warm-up (TTRL: 0.03)")
     a("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     a("--grad-clip", type=float, default=1.0, help="max gradient norm")
+    a("--max-weight-change", type=float, default=0.01, help="stop the run when one update changes the weights' global norm "
+      "by more than this fraction (a wrecking learning rate: tiny-math at lr 1e-2 moves it 1.4%%, at 5e-5 0.0005%%); 0 = off")
     a("--updates-per-step", type=int, default=1, help="optimizer updates per rollout batch (mini-batches; >1 makes the ratio != 1)")
     a("--micro-batch", type=int, default=64, help="completions per forward/backward (gradient accumulation; lower it if out of memory)")
     a("--grad-checkpointing", action="store_true", help="recompute activations during backward: much less memory for long responses, ~30%% more train time")
@@ -195,6 +202,8 @@ def parse_args(argv=None, description: str | None = None):
     if name:
         ap.set_defaults(**PRESETS[name])
     args = ap.parse_args(argv)
+    if args.start_over and args.resume:
+        ap.error("--start-over starts a new run in --out's folder; --resume continues the run there: give one of them")
     if args.resume:
         # Which flags were typed? Those that overwrite a sentinel-filled namespace.
         unset = object()

@@ -100,6 +100,22 @@ def broadcast(obj):
     return box[0]
 
 
+def on_main(fn, *args):
+    """fn(*args) on rank 0 alone (e.g. taking the run folder's lock), its result there (None on the
+    others). Its one-line error (SystemExit) stops every rank alike: the others would otherwise wait in
+    the next collective until --dist-timeout."""
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = fn(*args)
+        except SystemExit as e:
+            error = str(e)
+    error = broadcast(error)
+    if error:
+        raise SystemExit(error)
+    return result
+
+
 @contextlib.contextmanager
 def main_first():
     """Rank 0 runs the block first, the others after it: one writer fills a cache (the embedded

@@ -295,18 +295,35 @@ def judge_replies(args):
 
 def model_list(names: list[str]) -> list[str]:
     """Expand run folders (they hold metrics.jsonl) into their checkpoints, oldest first, then final/."""
+    import data.tasks
+
     out = []
     for name in names:
         p = Path(name)
         if (p / "metrics.jsonl").exists():
-            found = sorted(c for c in p.glob("checkpoints/step_*") if c.is_dir() and not c.name.endswith(".tmp"))
+            found = sorted(c for c in p.glob("checkpoints/step_*") if c.is_dir() and "." not in c.name)  # no *.tmp, *.damaged
             found += [p / "final"] if (p / "final").is_dir() else []
             if not found:
                 raise SystemExit(f"--model {name}: a run folder with no checkpoints/step_* and no final/")
             out += [str(c) for c in found]
         else:
+            data.tasks.check_path(name)  # a missing local folder: one line before anything loads
             out.append(name)
     return out
+
+
+def check_sampling(args, ap) -> None:
+    """The sampling flags in the ranges both engines accept, one line each (before anything loads)."""
+    from config import MIN_TEMPERATURE
+
+    if not MIN_TEMPERATURE <= args.temperature <= 2:
+        ap.error(f"--temperature {args.temperature}: must be in [{MIN_TEMPERATURE}, 2] (below, vLLM samples greedily and "
+                 f"refuses k > 1 samples; the greedy answer is evaluated apart)")
+    if not 0 < args.top_p <= 1:
+        ap.error(f"--top-p {args.top_p}: must be in (0, 1]")
+    for flag in ("k", "max_tokens", "judge_max_tokens"):
+        if getattr(args, flag) < 1:
+            ap.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be an integer >= 1")
 
 
 def main(argv=None):
@@ -315,7 +332,9 @@ def main(argv=None):
     import data.tasks
     import sample
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from config import OneLineParser
+
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["tiny-math"],
                     help="model folders, hub names or run folders ('tiny-math', 'tiny-digits' = the embedded models)")
     ap.add_argument("--data", default="tiny-math", help=f"{', '.join([*data.tasks.TASKS, *data.files.HUB])}, or a .jsonl/.json/.parquet/.csv file")
@@ -345,6 +364,7 @@ def main(argv=None):
     ap.add_argument("--judge-model", default=None, help="--win-rate: the model that judges (default: the baseline itself, a weak judge)")
     ap.add_argument("--judge-max-tokens", type=int, default=8, help="--win-rate: max tokens of each judge reply")
     args = ap.parse_args(argv)
+    check_sampling(args, ap)
 
     models = model_list(args.model)
     if args.win_rate:

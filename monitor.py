@@ -16,6 +16,7 @@ reinforcing a wrong consensus, and only the labelled evaluation can tell which.
 """
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,17 @@ def step_metrics(result: dict, truths: list[str | None], grade, args, step: int,
         # the sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
         "sampler_gap": dist.masked_mean((batch.old_logp - batch.sampler_logp).abs(), batch.mask),
         "entropy": dist.masked_mean(result["entropy"], batch.mask), "grad_norm": stats["grad_norm"],
+        "weight_change": stats["weight_change"],
         "response_len": float(np.mean([n for e in per_group for n in e["len"]])),
         "truncated_frac": float(np.mean([t for e in per_group for t in e["truncated"]])),
         "truncated_trained": sum(sum(e["truncated"][:args.n_train]) for e in per_group), "update": stats["update"],
         "nonfinite_skips": nonfinite_skips, **result["times"],
     }
+
+
+def jsonable(m: dict) -> dict:
+    """NaN and inf as null: metrics.jsonl stays JSON (a wrecked update's loss is NaN; bare NaN is not JSON)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in m.items()}
 
 
 class CollapseMonitor:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
@@ -230,11 +231,35 @@ def _parseable(ans: str) -> bool:
     return len(_parse(ans)) > 0
 
 
+# Unicode math that math_verify does not read, as its ASCII / LaTeX form (plain_math)
+_FULL_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: " ", 0x2212: "-", 0x2012: "-", 0x2013: "-", 0xFE63: "-"}
+_FRACTIONS = {chr(c): unicodedata.normalize("NFKC", chr(c)).replace("\u2044", "/")  # ½ -> "1/2"
+              for c in [*range(0xBC, 0xBF), *range(0x2150, 0x215F), 0x2189]}
+_SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+"))
+
+
+def plain_math(ans: str) -> str:
+    """An answer's unicode math in the form math_verify reads: full-width characters ("１００" -> "100"),
+    the unicode minus and dashes ("−" -> "-"), vulgar fractions ("½" -> "1/2", a mixed number "3½" ->
+    "(3+1/2)"), superscripts ("x²" -> "x^{2}"), roots ("√2" -> "\\sqrt{2}"). ASCII comes back unchanged."""
+    if ans.isascii():
+        return ans
+    ans = ans.translate(_FULL_WIDTH)
+    ans = re.sub(f"(\\d*)([{''.join(_FRACTIONS)}])",
+                 lambda m: f"({m[1]}+{_FRACTIONS[m[2]]})" if m[1] else _FRACTIONS[m[2]], ans)
+    ans = re.sub(f"[{''.join(_SUPERSCRIPTS)}]+", lambda m: "^{" + "".join(_SUPERSCRIPTS[c] for c in m[0]) + "}", ans)
+    return re.sub(r"√(\d+(?:\.\d+)?|\w|\([^()]*\))", r"\\sqrt{\1}", ans)
+
+
 def is_equivalent(a: str, b: str) -> bool:
     """True if answers a and b are mathematically equal: a == b as strings, else
-    math_verify.verify(parse(boxed a), parse(boxed b)). `a` plays math_verify's "gold" role (verify is
-    not quite symmetric). Errors -> False, except one: math_verify's timeouts use signal.alarm, so call
-    it from the main thread; from any other thread it raises RuntimeError rather than grade wrong."""
+    math_verify.verify(parse(boxed a), parse(boxed b)), both first through plain_math (unicode math as
+    ASCII / LaTeX). `a` plays math_verify's "gold" role (verify is not quite symmetric). Errors ->
+    False, except one: math_verify's timeouts use signal.alarm, so call it from the main thread; from
+    any other thread it raises RuntimeError rather than grade wrong."""
+    if a == b:
+        return True  # fast path, and needs no parsing at all
+    a, b = plain_math(a), plain_math(b)
     if a == b:
         return True  # fast path, and needs no parsing at all
     pa, pb = _parse(a), _parse(b)

@@ -47,7 +47,7 @@ import grpo
 from config import check_distributed, parse_args
 from encoders import load_encoder
 from eval import format_summary, question_records, summarize, votes_changed
-from monitor import CollapseMonitor, plot_curves, step_metrics
+from monitor import CollapseMonitor, jsonable, plot_curves, step_metrics
 from rewards import REWARDS, USES_ENCODER, RewardContext, extract, majority_vote
 from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine
 
@@ -62,13 +62,15 @@ def main(argv=None):
     for step in tqdm(range(run.start, run.total_steps), desc="TTRL", unit="step", initial=run.start,
                      total=run.total_steps, disable=None if dist.is_main() else True):
         questions = next_questions(run)  # indices into run.rows (torchrun: this rank's share of the step)
+        lr = run.sched.get_last_lr()[0]  # the learning rate of this step's update (ttrl_step moves the schedule on)
         result = ttrl_step(run, questions, step)
         run.nonfinite_skips += result["stats"]["nonfinite"]
         metrics = step_metrics(result, [run.rows[i]["answer"] for i in questions], run.grade, args, step=step + 1,
-                         epoch=(step + 1) / run.steps_per_epoch, lr=run.sched.get_last_lr()[0],
+                         epoch=(step + 1) / run.steps_per_epoch, lr=lr,
                          nonfinite_skips=run.nonfinite_skips)
         metrics["collapse_warning"] = collapse.check(metrics)
         write_step(run, metrics)
+        check_update(run, metrics)  # a wrecking update stops the run before a checkpoint keeps its weights
         if args.save_every and metrics["step"] % args.save_every == 0 and metrics["step"] < run.total_steps:
             save_checkpoint(run, metrics["step"])
     after = evaluate(run, "after")
@@ -184,11 +186,14 @@ def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
     """Steps 4-5: U = --updates-per-step AdamW updates, each on a mini-batch (1/U of the rows), each
     mini-batch split into micro-batches whose gradients add up to the gradient of the mini-batch's loss.
     model: what the loss backpropagates through (torchrun: the DDP / FSDP module).
-    Guard: an update whose loss or gradient norm is NaN/inf is not applied (counted in "nonfinite")."""
+    Guards: an update whose loss or gradient norm is NaN/inf is not applied (counted in "nonfinite");
+    "weight_change", the largest |norm(weights after) / norm(weights before) - 1| of the step's updates,
+    is how far the weights moved (not finite: they did; check_update stops a run that went too far)."""
     U, rows = args.updates_per_step, len(batch)
     # --loss-agg's denominator: tokens (token-mean) or completions (seq-mean-token-mean)
     size = (lambda b: b.mask.sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b)))
-    stats = {"loss": 0.0, "clip_frac": [], "kl": [], "grad_norm": [], "nonfinite": 0}
+    stats = {"loss": 0.0, "clip_frac": [], "kl": [], "grad_norm": [], "nonfinite": 0, "weight_change": 0.0}
+    norm_before = weight_norm(model)
     for u in range(U):
         mini = batch.rows(u * rows // U, (u + 1) * rows // U)
         # Each micro-batch's loss weighs its share of the mini-batch's denominator, so the weighted sum
@@ -218,11 +223,29 @@ def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
         stats["loss"] += mini_loss / U
         stats["grad_norm"].append(norm)
         opt.step()
-    stats = {k: v if k in ("loss", "nonfinite") else float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+        norm_after = weight_norm(model)
+        change = abs(norm_after / norm_before - 1)
+        if not change <= stats["weight_change"]:  # the largest so far, or NaN (weights no longer finite)
+            stats["weight_change"] = change
+        norm_before = norm_after
+    stats = {k: v if k in ("loss", "nonfinite", "weight_change") else float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
     return {**stats, "update": "nonfinite" if stats["nonfinite"] else "ok"}
 
 
-NO_UPDATE = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "nonfinite": 0, "update": "no-signal"}
+NO_UPDATE = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "nonfinite": 0, "weight_change": 0.0,
+             "update": "no-signal"}
+
+
+def weight_norm(model) -> float:
+    """The global L2 norm of the weights. FSDP: the sharded ones (DTensors) reduced over every rank's
+    shards, together with those it left whole (plain tensors, the same on every rank)."""
+    params = [p.detach() for p in model.parameters()]
+    norms = []
+    for group in ([p for p in params if hasattr(p, "full_tensor")], [p for p in params if not hasattr(p, "full_tensor")]):
+        if group:
+            norm = torch.nn.utils.get_total_norm(group)
+            norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+    return math.hypot(*norms)
 
 
 def has_signal(advantages: torch.Tensor, batch: grpo.Experience) -> bool:
@@ -263,6 +286,7 @@ class Run:
     model_path: str  # the start model (the KL reference)
     resume_from: Path | None  # the checkpoint a --resume run starts from
     engine_model: torch.nn.Module | None = None  # --fsdp with the hf engine: the engine's own full copy
+    lock: object = None  # the run folder's lock file (rank 0), held open for the whole run (checkpoint.claim)
     pool: list = field(default_factory=list)  # the questions trained on (all, or --adapt-on of them)
     per_step: int = 0  # B
     my_share: list = field(default_factory=list)  # this rank's places in each step's B questions (all of them in one process)
@@ -283,17 +307,15 @@ class Run:
 def setup(args) -> Run:
     dist.init(args.device, args.dist_timeout)  # torchrun: join the process group (one process: nothing)
     check_distributed(args, dist.launched, dist.world)
-    # rank 0's clock names the default folder; the broadcast also waits until every rank has read
-    # config.json (--resume) before rank 0 rewrites it
-    out = Path(dist.broadcast(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"))
-    if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(vars(args), indent=1))
-    rows = data.files.load_rows(args.data, args.question_key, args.answer_key,  # data first: its errors are instant
-                          data.files.media_columns(args.image_key, args.audio_key))
+    out = Path(dist.broadcast(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"))  # rank 0's clock names it
+    # every check before anything is written in the run folder: the data, the prompt, the model's path
+    rows = data.files.load_rows(args.data, args.question_key, args.answer_key,
+                                data.files.media_columns(args.image_key, args.audio_key))
     template = data.prompts.load_template(args.prompt_template)
     with dist.main_first():  # one process builds an embedded model into the cache, the others load it
         model_path = data.tasks.resolve_model(args.model)
+    # one train.py per run folder, and never over an earlier run (checkpoint.claim); rank 0 holds the lock
+    lock = dist.on_main(checkpoint.claim, out, bool(args.resume), args.start_over)
     resume_from = resume_point(out, args) if args.resume else None
     policy_path = str(resume_from or model_path)  # the policy (and its engine) start from the checkpoint
     model, tok = load_policy(policy_path, "float32", args.device)  # float32 master weights (module docstring)
@@ -325,7 +347,8 @@ def setup(args) -> Run:
     random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
     torch.manual_seed(args.seed)
     run = Run(args, out, rows, prompts, data.tasks.grader(args.data, args.answer_format), model, tok, engine, judge_engine,
-              reward_settings, processor or tok, data.tasks.marker_files(model_path), model_path, resume_from, engine_model)
+              reward_settings, processor or tok, data.tasks.marker_files(model_path), model_path, resume_from, engine_model,
+              lock)
     # The questions trained on: all of them, or --adapt-on of them (evaluation always covers all)
     if args.adapt_on > len(rows):
         raise SystemExit(f"--adapt-on {args.adapt_on}: the data has only {len(rows)} usable questions")
@@ -336,6 +359,9 @@ def setup(args) -> Run:
                          f"(each rank samples and trains the same number of questions)")
     run.my_share = dist.shard(range(run.per_step))
     run.positions = run.my_share if dist.launched else None
+    if dist.is_main():  # every check passed: the run's flags (--resume reads them back)
+        with checkpoint.disk_errors(out, "config.json"):
+            (out / "config.json").write_text(json.dumps(vars(args), indent=1))
     return run
 
 
@@ -441,9 +467,10 @@ def evaluate(run: Run, tag: str) -> dict:
     if tag == "after" and before.exists():  # label-free: did training change what the model votes for?
         summary["votes_changed"] = votes_changed([json.loads(line) for line in open(before)], records, args.answer_format)
     summary["seconds"] = round(time.time() - t, 1)
-    done.write_text(json.dumps(summary, indent=1))
-    with open(run.out / f"eval_{tag}_questions.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
+    with checkpoint.disk_errors(run.out, f"eval_{tag}.json"):
+        done.write_text(json.dumps(summary, indent=1))
+        with open(run.out / f"eval_{tag}_questions.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
     print(f"eval {tag}: {format_summary(summary)}")
     return summary
 
@@ -453,7 +480,7 @@ def write_step(run: Run, m: dict) -> None:
     if not dist.is_main():
         return
     with checkpoint.disk_errors(run.out, "metrics.jsonl"):
-        run.log.write(json.dumps(m) + "\n")
+        run.log.write(json.dumps(jsonable(m), allow_nan=False) + "\n")
         run.log.flush()
     seconds = sum(m[k] for k in ("t_sample", "t_reward", "t_train", "t_sync"))
     truth = f" | label_acc {m['label_acc']:.2f} | true_reward {m['true_reward']:.3f}" if "label_acc" in m else ""
@@ -467,12 +494,28 @@ def write_step(run: Run, m: dict) -> None:
         tqdm.write(f"WARNING step {m['step']}: {m['collapse_warning']}")
 
 
+def check_update(run: Run, m: dict) -> None:
+    """Guard: a step whose update left the weights NaN/inf, or moved their global norm by more than
+    --max-weight-change (a learning rate far too high: normal updates move it by well under 0.1%),
+    stops the run before a checkpoint or final/ keeps those weights. Every rank sees the same norm."""
+    limit, change = run.args.max_weight_change, m["weight_change"]
+    if math.isfinite(change) and (not limit or change <= limit):
+        return
+    what = ("made the weights' norm NaN/inf" if not math.isfinite(change) else
+            f"changed the weights' norm by {change:.1%}" if change < 10 else f"multiplied the weights' norm by {1 + change:.3g}")
+    what += f" (limit --max-weight-change {limit:g})" if math.isfinite(change) else ""
+    newest = checkpoint.latest(run.out)
+    raise SystemExit(f"step {m['step']}: the update at lr {m['lr']:.3g} {what}; the run stops without saving these weights "
+                     f"({'the newest checkpoint, ' + newest.name + ', is from before' if newest else 'no checkpoint kept'}); "
+                     f"start again with a lower --lr")
+
+
 def save_checkpoint(run: Run, step: int) -> None:
     """Every rank takes part (FSDP gathers the weights and AdamW state; each rank's RNG state is kept),
     rank 0 writes, the others wait until the folder is whole."""
     opt_state, rngs, weights = dist.training_state(run.trainer, run.opt)
     if dist.is_main():
-        with checkpoint.disk_errors(run.out, f"checkpoint step {step}"):
+        with checkpoint.disk_errors(run.out, f"checkpoint step {step}", checkpoint.size_on_disk(run.model, True)):
             checkpoint.save(run.out, step, run.model, run.tokenizer_or_processor, opt_state, run.sched, run.order,
                             run.markers, run.args.keep_checkpoints, weights, rngs)
     dist.barrier()
@@ -485,7 +528,7 @@ def finish(run: Run, before: dict, after: dict) -> None:
         run.log.close()
     weights = dist.full_state_dict(run.trainer) if args.fsdp else None  # FSDP: gathered to rank 0
     if dist.is_main():
-        with checkpoint.disk_errors(run.out, "final/"):
+        with checkpoint.disk_errors(run.out, "final/", checkpoint.size_on_disk(run.model, False)):
             checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights)
         plot_curves(run.out, args)
         if before and after:

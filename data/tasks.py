@@ -18,8 +18,22 @@ TASKS = {"tiny-math": tinymath, "tiny-digits": tinydigits, "tiny-sounds": tinyau
 
 
 def resolve_model(name: str) -> str:
-    """--model: an embedded model by task name (built on first use), anything else as given."""
-    return str(TASKS[name].get_model()) if name in TASKS else name
+    """--model: an embedded model by task name (built on first use), else a folder or a hub name, as given."""
+    if name in TASKS:
+        return str(TASKS[name].get_model())
+    check_path(name)
+    return str(Path(name).expanduser()) if name.startswith("~") else name
+
+
+def check_path(name: str) -> None:
+    """A model name that only a folder on this machine can mean, and missing: one line, "no such folder"
+    (transformers would take it for a hub name and complain about the name's form). Local-looking:
+    absolute, ./ ../ ~/, under runs/, deeper than a hub's "org/name", or with an existing parent folder."""
+    parts = Path(name).parts
+    local = (Path(name).expanduser().is_absolute() or name.startswith((".", "~")) or len(parts) > 2
+             or (len(parts) == 2 and (parts[0] == "runs" or Path(parts[0]).is_dir())))
+    if local and not Path(name).expanduser().exists():
+        raise SystemExit(f"--model {name}: no such folder")
 
 
 def embedded_format(model_dir: str) -> str | None:

@@ -13,6 +13,7 @@ checker) and reward accuracy (pseudo-reward >= 0.5 agrees with the true reward),
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ rows = []
 for reward in args.rewards:
     for seed in args.seeds:
         out = Path(f"runs/bench-{reward + '-' if reward else ''}{seed}")
+        shutil.rmtree(out, ignore_errors=True)  # the benchmark's own folder, from its last run: train.py never overwrites
         extra = [a for a in args.train_args if a != "--"] + (["--reward", reward] if reward else [])
         t = time.time()
         subprocess.run([sys.executable, str(TRAIN), "--seed", str(seed), "--out", str(out), *extra], env=env, check=True)

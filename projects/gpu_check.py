@@ -199,7 +199,7 @@ def d_runs(args, device: str, work: Path) -> dict:
         folder = work / name
         base = [sys.executable, str(REPO / "train.py")]
         first = run(base + flags + ["--engine", "hf", "--device", device, "--max-steps", "2", "--save-every", "1",
-                                    "--eval-k", "2", "--out", str(folder)], REPO, 900)
+                                    "--eval-k", "2", "--out", str(folder), "--start-over"], REPO, 900)
         steps = metrics(folder) if first["exit"] == 0 else []
         resumed = run(base + ["--resume", str(folder)], REPO, 900)
         again = metrics(folder) if resumed["exit"] == 0 else []
@@ -214,7 +214,7 @@ def e_torchrun(args, device: str, work: Path) -> dict:
     for mode, flags in (("ddp", []), ("fsdp", ["--fsdp"])):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", str(REPO / "train.py"),
                "--engine", "hf", "--device", device, "--max-steps", "2", "--eval-k", "0", "--save-every", "0",
-               "--out", str(work / f"torchrun-{mode}"), *flags]
+               "--out", str(work / f"torchrun-{mode}"), "--start-over", *flags]
         out[mode] = run(cmd, REPO, 600)
     return out
 

@@ -41,6 +41,10 @@ PAIRS = [
     ("\\text{Evelyn}", "Evelyn", True), ("\\text{(C)}", "C", True), ("\\text{B}", "B", True), ("B", "A", False),
     ("\\text{even}", "odd", False), ("2", "\\text{2}", True), ("0", "", False),
     pytest.param("4", "four", True, marks=WORDS),
+    # unicode math (rewards.plain_math): vulgar fractions, full-width digits, unicode minus, superscripts, roots
+    ("1/2", "½", True), ("\\frac{1}{3}", "⅓", True), ("0.75", "¾", True), ("\\frac{7}{2}", "3½", True),
+    ("-3.5", "−3½", True), ("100", "１００", True), ("-5", "−5", True), ("x^2", "x²", True), ("\\sqrt{2}", "√2", True),
+    ("1/3", "½", False), ("100", "１０", False),
 ]
 
 

@@ -86,7 +86,9 @@ def test_math_verify_errors_count_as_not_equal(monkeypatch):
     def broken_verify(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(rewards, "verify", broken_verify)
+    import math_verify  # rewards imports it on first use, by name: patch the module's function
+
+    monkeypatch.setattr(math_verify, "verify", broken_verify)
     assert not is_equivalent("1/2", "0.5")
 
 
@@ -176,14 +178,16 @@ def test_n_distinct_counts_clusters_not_strings():
 
 
 def test_verify_calls_scale_with_distinct_strings(monkeypatch):
+    import math_verify  # rewards imports it on first use, by name: patch the module's function
+
     calls = []
-    real_verify = rewards.verify
+    real_verify = math_verify.verify
 
     def counting_verify(gold, target):
         calls.append((gold, target))
         return real_verify(gold, target)
 
-    monkeypatch.setattr(rewards, "verify", counting_verify)
+    monkeypatch.setattr(math_verify, "verify", counting_verify)
     answers = ["1", "2", "3", "4", "5"] * 12 + ["1"] * 4  # 64 answers, 5 distinct strings
     vote = majority_vote(answers)
     assert vote.label == "1" and vote.rewards.sum() == 16

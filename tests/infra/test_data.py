@@ -81,6 +81,17 @@ def test_malformed_files_name_file_and_line(tmp_path, name, content, message):
     assert str(tmp_path / name) in str(e.value)
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_a_file_that_is_not_utf8_names_the_byte(tmp_path, suffix):
+    body = {".jsonl": '{"question": "caf\u00e9?", "answer": "1"}\n', ".json": '[{"question": "caf\u00e9?"}]',
+            ".csv": "question,answer\ncaf\u00e9?,1\n"}[suffix]
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes(body.encode("latin-1"))
+    at = body.index("\u00e9")  # every byte before it is ASCII: character offset = byte offset
+    with pytest.raises(SystemExit, match=rf"{re.escape(str(path))}: not UTF-8 text \(byte {at}, line {body[:at].count(chr(10)) + 1}"):
+        data.files.load_rows(str(path))
+
+
 def test_missing_column_names_key_and_columns(tmp_path):
     path = write(tmp_path / "d.csv", ROWS)
     with pytest.raises(SystemExit, match=r"no column 'question' \(--question-key\); columns: problem, answer"):
