@@ -179,7 +179,8 @@ def parse_args(argv=None, description: str | None = None):
     a("--kl-coef", type=float, default=0.0, help="beta for the k3 KL to the start model (0 = no reference model; TTRL: 0.001)")
     a("--is-cap", type=float, default=2.0, help="truncated importance sampling: weight tokens by min(p_trainer / p_sampler, cap); 0 = off")
     # engine + evaluation
-    a("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine: vllm, hf (transformers), auto = vllm if installed")
+    a("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine: vllm, hf (transformers), auto = the faster for this model "
+      "and device, by measurement (sample.auto_engine; the choice is printed)")
     a("--gen-batch", type=int, default=256, help="hf engine: sequences per generate() call")
     a("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB (lower it if out of memory)")
     a("--vllm-gpu-memory", type=float, default=0.3, help="vllm on GPU: fraction of GPU memory for the engine; the trainer shares the GPU")

@@ -354,7 +354,7 @@ def main(argv=None):
     ap.add_argument("--max-tokens", type=int, default=64, help="max completion tokens per sample (TTRL: 3072)")
     ap.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed")
     ap.add_argument("--out", default=None, help="folder for report.json and the per-question JSONL files")
-    ap.add_argument("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine (auto = vllm if installed)")
+    ap.add_argument("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine (auto = the faster for this model and device: sample.auto_engine)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model dtype")
     ap.add_argument("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB")
     ap.add_argument("--vllm-gpu-memory", type=float, default=0.85, help="vllm on GPU: fraction of GPU memory for the engine")

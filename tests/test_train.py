@@ -121,6 +121,35 @@ def test_memory_savers_give_the_same_update(policy, agg, flags):
         assert torch.allclose(updated[0][k], updated[1][k], atol=1e-6), k
 
 
+@pytest.mark.parametrize("extra", [[], ["--kl-coef", "0.1"], ["--dtype", "bfloat16"]])
+def test_one_update_per_step_needs_no_separate_old_logprob_pass(policy, extra):
+    # With U = 1, update_policy takes the old log-probs from its own forward pass (logp.detach()) instead
+    # of a no-gradient pass before it: the same loss, gradients and update, to float tolerance, and the
+    # same log-probs and entropy left in the batch for the log.
+    import copy
+
+    path, model, tok = policy
+    groups = HFEngine(model, tok).generate(prompts_for(tok, path), n=4, temperature=1.0, seed=7)
+    args = train.parse_args(["--micro-batch", "5", "--is-cap", "2"] + extra)
+    results = []
+    for separate_pass in (True, False):
+        batch = train.collate([r for g in groups for r in g], tok.pad_token_id)
+        batch.advantages = torch.linspace(-1, 1, len(batch))
+        m = copy.deepcopy(model).train()
+        if args.kl_coef:
+            batch.ref_logp = train.no_grad_logprobs(model, batch, args)
+        if separate_pass:  # what make_experience did before, for every U
+            batch.old_logp, batch.entropy = train.no_grad_logprobs(m, batch, args, entropy=True)
+        stats = train.update_policy(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, args)
+        results.append((stats, {k: p.grad.clone() for k, p in m.named_parameters()}, m.state_dict(), batch))
+    (s1, g1, w1, b1), (s2, g2, w2, b2) = results
+    assert s1["loss"] == pytest.approx(s2["loss"], abs=1e-6) and s1["clip_frac"] == s2["clip_frac"] == 0.0
+    assert s1["kl"] == pytest.approx(s2["kl"], abs=1e-7)
+    assert max((g1[k] - g2[k]).abs().max().item() for k in g1) < 1e-6 < max(g.abs().max().item() for g in g1.values())
+    assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
+    assert torch.allclose(b1.old_logp, b2.old_logp, atol=1e-6) and torch.allclose(b1.entropy, b2.entropy, atol=1e-6)
+
+
 @pytest.mark.parametrize("reward", list(REWARDS))
 def test_every_reward_mode_runs_a_step(policy, reward, tmp_path):
     out = train.main(["--out", str(tmp_path / reward), "--reward", reward, "--encoder", "tfidf", "--engine", "hf",
