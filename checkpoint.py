@@ -75,7 +75,11 @@ def claim(out: Path, resume: bool, start_over: bool = False):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.seek(0)
-        raise SystemExit(f"--out {out}: another train.py is writing there ({lock.read().strip() or 'pid unknown'}); "
+        holder = lock.read().strip() or "pid unknown"
+        if holder.startswith(f"pid {os.getpid()} "):  # a train.main that failed earlier in this same Python process
+            raise SystemExit(f"--out {out}: an earlier train.main in this Python process still holds the folder's lock "
+                             f"(its error's traceback keeps it open); restart Python, or choose another --out") from None
+        raise SystemExit(f"--out {out}: another train.py is writing there ({holder}); "
                          f"wait for it to finish, or choose another --out") from None
     lock.seek(0)
     lock.truncate()
