@@ -139,7 +139,7 @@ def disk_errors(run: Path, what: str, needed: int = 0):
         said = any(m in str(e) for m in ("write failed", "iostream error", "unexpected pos", "No space left"))
         if not (getattr(e, "errno", None) == errno.ENOSPC or said or free < max(needed, 64 * 2**20)):
             raise
-        newest = latest(run) if (run / "checkpoints").is_dir() else None
+        newest = latest(run)
         intact = f"the newest checkpoint, {newest.name}, is intact" if newest else "no checkpoint yet (--resume starts at step 0)"
         need = f", about {needed / 2**20:.1f} MiB needed" if needed else ""
         raise SystemExit(f"{run}: could not write {what}: the disk is full or failing ({free / 2**20:.1f} MiB free{need}); "

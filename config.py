@@ -97,12 +97,18 @@ RANGES = {
 }
 
 
+def check_flag(ap, name: str, value, rule: tuple | None = None) -> None:
+    """One flag's value against its rule (test, what it must be), RANGES[name] by default; out of
+    range: one line naming the flag, the value and the range (exit 2). eval.py checks its flags here too."""
+    ok, what = rule or RANGES[name]
+    if not ok(value):
+        ap.error(f"--{name.replace('_', '-')} {value}: must be {what}")
+
+
 def check_ranges(args, ap) -> None:
     """Each numeric flag in its range, then the flags together; a bad value is one line (exit 2)."""
-    for name, (ok, what) in RANGES.items():
-        value = getattr(args, name)
-        if not ok(value):
-            ap.error(f"--{name.replace('_', '-')} {value}: must be {what}")
+    for name in RANGES:
+        check_flag(ap, name, getattr(args, name))
     if args.n_train > args.n_votes:
         ap.error(f"--n-train {args.n_train} > --n-votes {args.n_votes}: the trained completions are a subset of the voters")
     if args.updates_per_step > args.prompts_per_step * args.n_train:

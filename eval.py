@@ -313,17 +313,14 @@ def model_list(names: list[str]) -> list[str]:
 
 
 def check_sampling(args, ap) -> None:
-    """The sampling flags in the ranges both engines accept, one line each (before anything loads)."""
-    from config import MIN_TEMPERATURE
+    """The sampling flags in the ranges both engines accept (train.py's rules for its evaluation flags,
+    config.RANGES), one line each, before anything loads."""
+    from config import POSITIVE, RANGES, check_flag
 
-    if not MIN_TEMPERATURE <= args.temperature <= 2:
-        ap.error(f"--temperature {args.temperature}: must be in [{MIN_TEMPERATURE}, 2] (below, vLLM samples greedily and "
-                 f"refuses k > 1 samples; the greedy answer is evaluated apart)")
-    if not 0 < args.top_p <= 1:
-        ap.error(f"--top-p {args.top_p}: must be in (0, 1]")
-    for flag in ("k", "max_tokens", "judge_max_tokens"):
-        if getattr(args, flag) < 1:
-            ap.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be an integer >= 1")
+    check_flag(ap, "temperature", args.temperature, RANGES["eval_temperature"])
+    check_flag(ap, "top_p", args.top_p, RANGES["eval_top_p"])
+    for name in ("k", "max_tokens", "judge_max_tokens"):
+        check_flag(ap, name, getattr(args, name), POSITIVE)
 
 
 def main(argv=None):

@@ -161,14 +161,14 @@ def _load_file(data: str):
     if path.suffix in (".json", ".jsonl", ".csv"):  # text files: UTF-8, or one line naming the first bad byte
         raw = path.read_bytes()
         try:
-            raw.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             line = raw.count(b"\n", 0, e.start) + 1
             raise SystemExit(f"--data {data}: not UTF-8 text (byte {e.start:,}, line {line}: {raw[e.start:e.start + 4]!r}); "
                              f"convert it, e.g. iconv -f latin1 -t utf-8") from None
     if path.suffix == ".json":  # a list of rows, or {"data": [rows]}
         try:
-            top = json.loads(path.read_text(encoding="utf-8"))
+            top = json.loads(text)
         except json.JSONDecodeError as e:
             raise SystemExit(f"--data {data}: not valid JSON (line {e.lineno}: {e.msg})") from None
         if isinstance(top, dict):
@@ -176,7 +176,7 @@ def _load_file(data: str):
                 raise SystemExit(f"--data {data}: expected a list of rows or {{\"data\": [rows]}}")
             kwargs["field"] = "data"
     elif path.suffix == ".jsonl":  # name the bad line; datasets' own error does not
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for i, line in enumerate(text.splitlines(), 1):
             try:
                 if line.strip() and not isinstance(json.loads(line), dict):
                     raise SystemExit(f"--data {data}: line {i} is not a JSON object")

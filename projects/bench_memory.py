@@ -46,6 +46,24 @@ def model_and_tokenizer(hidden: int, layers: int):
     return Qwen2ForCausalLM(cfg)
 
 
+class IdsTokenizer:
+    """What HFEngine needs of a tokenizer, for a model with random weights: every prompt is `length`
+    copies of token 5, and no text is decoded (gpu_check.py uses it too)."""
+    pad_token_id, eos_token_id = 0, 1
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def get_vocab(self):
+        return {}
+
+    def __call__(self, text):
+        return {"input_ids": [5] * self.length}
+
+    def decode(self, ids, skip_special_tokens=True):
+        return ""
+
+
 def logprob_pass(args, before: bool) -> None:
     import torch
 
@@ -76,18 +94,7 @@ def generation(args, before: bool) -> None:
 
     model = model_and_tokenizer(args.hidden, args.layers).eval()
 
-    class Tok:  # what HFEngine needs of a tokenizer, for random token ids
-        pad_token_id, eos_token_id = 0, 1
-
-        def get_vocab(self):
-            return {}
-
-        def __call__(self, text):
-            return {"input_ids": [5] * 16}
-
-        def decode(self, ids, skip_special_tokens=True):
-            return ""
-    engine = HFEngine(model, Tok(), batch_size=args.sequences, dtype=args.dtype)
+    engine = HFEngine(model, IdsTokenizer(16), batch_size=args.sequences, dtype=args.dtype)
     start = rss_mib()
     if before:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):

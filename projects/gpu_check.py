@@ -144,24 +144,13 @@ def b_precision(args, device: str) -> dict:
 
 def c_engine(args, device: str) -> dict:
     """The hf engine's peak memory at two generation lengths: the slope is the memory per token."""
+    from bench_memory import IdsTokenizer  # projects/, this script's own folder
     from sample import HFEngine
 
     shape = SMALL if args.small else QWEN_1_5B
     model = random_model(shape, device).eval()
-
-    class Tok:  # random prompts: what HFEngine needs of a tokenizer
-        pad_token_id, eos_token_id = 0, 1
-
-        def get_vocab(self):
-            return {}
-
-        def __call__(self, text):
-            return {"input_ids": [5] * 32}
-
-        def decode(self, ids, skip_special_tokens=True):
-            return ""
     sequences = 8 if args.small else 64
-    engine = HFEngine(model, Tok(), batch_size=sequences, dtype=args.dtype)
+    engine = HFEngine(model, IdsTokenizer(32), batch_size=sequences, dtype=args.dtype)  # random prompts
     out = {"sequences": sequences}
     for tokens in ((16, 32) if args.small else (128, 256)):
         reset(device)
