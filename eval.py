@@ -253,9 +253,9 @@ def win_rates(judgements: list[dict], n_boot: int = 1000, seed: int = 0) -> dict
         pairs = np.array([pair for q in groups for pair in q], dtype=float)
         return float(pairs[:, 0].mean()), length_controlled(pairs[:, 0], pairs[:, 1])
     out["win_rate"], out["lc_win_rate"] = both(prefs)
+    judged = [q for q in prefs if q]  # the questions with a parsed judgement: the only ones the rates read
     rng = np.random.default_rng(seed)
-    draws = [both([prefs[i] for i in rng.integers(0, len(prefs), len(prefs))]) for _ in range(n_boot)]
-    draws = np.array([d for d in draws if not np.isnan(d[0])])
+    draws = np.array([both([judged[i] for i in rng.integers(0, len(judged), len(judged))]) for _ in range(n_boot)])
     out["ci95"] = {m: [float(v) for v in np.percentile(draws[:, c], [2.5, 97.5])] for c, m in enumerate(["win_rate", "lc_win_rate"])}
     return out
 

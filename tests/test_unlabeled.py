@@ -102,6 +102,15 @@ def test_win_rate_by_hand():
         assert stats["ci95"][m][0] <= stats[m] <= stats["ci95"][m][1]
 
 
+def test_win_rate_when_most_questions_have_no_readable_judgement():
+    # One question judged (a win and a tie), nine whose both replies were unparseable: the rates read the
+    # one, and the bootstrap resamples the judged questions (a resample of unjudged ones has no rate).
+    judgements = [{"prefs": [1.0, 0.5], "len_diff": 3}] + [{"prefs": [None, None], "len_diff": 0}] * 9
+    stats = ev.win_rates(judgements, n_boot=200, seed=0)
+    assert stats["win_rate"] == 0.75 and (stats["unparseable"], stats["judgements"]) == (18, 20)
+    assert stats["ci95"]["win_rate"] == [0.75, 0.75]
+
+
 def test_length_controlled_win_rate_by_hand():
     # Longer answers (+5 characters) win 3 of 4, shorter ones (-5) 2 of 4: raw win rate 5/8 = 0.625. The
     # regression on the standardised difference (+1 / -1) fits those two rates exactly:
