@@ -36,6 +36,10 @@ PRESETS = {
     # 16 votes / 4 trained, no KL; --reward picks the consensus (majority / centroid / cluster / judge).
     "tiny-sounds": dict(model="tiny-sounds", data="tiny-sounds", answer_format="text", reward="cluster", n_votes=16,
                         n_train=4, prompts_per_step=16, epochs=2, lr=1e-4, max_tokens=28, eval_k=16),
+    # OP-TTRAV's video half on the embedded clips (4 frames each, the model's own): the same recipe,
+    # at lr 2e-5 (at 1e-4 accuracy fell in 7 of 9 runs, over three reward modes: docs/video.md).
+    "tiny-clips": dict(model="tiny-clips", data="tiny-clips", answer_format="text", reward="cluster", n_votes=16,
+                       n_train=4, prompts_per_step=16, epochs=2, lr=2e-5, max_tokens=28, eval_k=16),
     # OP-TTRAV's recipe (same file) for GPU users: Qwen2.5-Omni-3B's thinker on an audio QA file of
     # theirs (--data FILE --audio-key COL), 16 votes / 4 trained, 4 prompts per step, T = 1.0, no KL,
     # cluster vote over BGE-small embeddings. lr is not given there: TTRL's 5e-7. Untested (no GPU here).
@@ -73,6 +77,8 @@ RANGES = {
     "prompts_per_step": POSITIVE, "updates_per_step": POSITIVE, "micro_batch": POSITIVE, "max_tokens": POSITIVE,
     "gen_batch": POSITIVE, "judge_max_tokens": POSITIVE, "collapse_patience": POSITIVE, "cluster_k_min": POSITIVE,
     "cluster_k_max": POSITIVE, "tp": POSITIVE,
+    "video_frames": (lambda v: v is None or v >= 1, "an integer >= 1 (or left out: an embedded model's own, else 8)"),
+    "video_size": (COUNT[0], "an integer >= 0 (0 = frames as stored)"),
     "max_steps": (lambda v: v is None or v >= 1, "an integer >= 1 (or left out: from --epochs)"),
     "save_every": (COUNT[0], "an integer >= 0 (0 = only final/)"), "keep_checkpoints": (COUNT[0], "an integer >= 0 (0 = all)"),
     "eval_k": (COUNT[0], "an integer >= 0 (0 = no evaluation)"), "adapt_on": (COUNT[0], "an integer >= 0 (0 = all questions)"),
@@ -118,17 +124,27 @@ def check_ranges(args, ap) -> None:
         ap.error(f"--cluster-k-min {args.cluster_k_min} > --cluster-k-max {args.cluster_k_max}")
 
 
+def add_media_flags(a) -> None:
+    """A data file's media columns, and how a clip becomes frames (train.py, eval.py, data/prompts.py)."""
+    a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")
+    a("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths relative to the file, or stored audio")
+    a("--video-key", default=None, help="column holding each row's video clip (files): a video file (.mp4, .webm, ...) relative "
+      "to the file, a folder of frame images, or stored frames (data/media.py)")
+    a("--video-frames", type=int, default=None, help="frames sampled uniformly from each video clip, the middle frame of K equal "
+      "segments (default: an embedded video model's own, tiny-clips: 4; else 8)")
+    a("--video-size", type=int, default=448, help="each video frame's longer side scaled down to at most this many pixels (0 = as stored)")
+
+
 def parse_args(argv=None, description: str | None = None):
     """The run's flags, resolved (preset defaults, resume config, derived defaults), or a one-line error."""
     ap = OneLineParser(description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
     a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
-    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits', 'tiny-sounds' = the embedded models, built on first use)")
-    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds (embedded), a hub set ({', '.join(data.files.HUB)}) or a .jsonl/.json/.parquet/.csv file")
-    a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")
-    a("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths relative to the file, or stored audio")
+    a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits', 'tiny-sounds', 'tiny-clips' = the embedded models, built on first use)")
+    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds / tiny-clips (embedded), a hub set ({', '.join(data.files.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    add_media_flags(a)
     a("--answer-format", default=None, choices=["boxed", "text"], help="boxed: the \\boxed{} answer (math); text: the whole response is "
-      "a free-text answer, voted on by exact normalised text (open-ended QA, OP-TTRAV); default: text for tiny-sounds, else boxed")
+      "a free-text answer, voted on by exact normalised text (open-ended QA, OP-TTRAV); default: text for tiny-sounds and tiny-clips, else boxed")
     a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
     a("--question-key", default="question", help="column holding the question (files)")
     a("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' when there is one; "
@@ -219,7 +235,7 @@ def parse_args(argv=None, description: str | None = None):
         import checkpoint
         args = argparse.Namespace(**checkpoint.resume_config(args.resume, given, vars(args)))
     if args.data is None:
-        what = "prompts (a question column; no answers needed)" if name == "ttrl-instruct" else "an audio column (--audio-key)"
+        what = "prompts (a question column; no answers needed)" if name == "ttrl-instruct" else "an audio and / or a video column (--audio-key, --video-key)"
         ap.error(f"--preset {name} needs --data: a .jsonl/.json/.parquet/.csv file with {what}")
     check_ranges(args, ap)
     if args.restart and not args.resume:

@@ -321,6 +321,8 @@ def check_sampling(args, ap) -> None:
     check_flag(ap, "top_p", args.top_p, RANGES["eval_top_p"])
     for name in ("k", "max_tokens", "judge_max_tokens"):
         check_flag(ap, name, getattr(args, name), POSITIVE)
+    for name in ("video_frames", "video_size"):
+        check_flag(ap, name, getattr(args, name))
 
 
 def main(argv=None):
@@ -329,16 +331,15 @@ def main(argv=None):
     import data.tasks
     import sample
 
-    from config import OneLineParser
+    from config import OneLineParser, add_media_flags
 
     ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["tiny-math"],
-                    help="model folders, hub names or run folders ('tiny-math', 'tiny-digits' = the embedded models)")
+                    help="model folders, hub names or run folders ('tiny-math', 'tiny-digits', 'tiny-sounds', 'tiny-clips' = the embedded models)")
     ap.add_argument("--data", default="tiny-math", help=f"{', '.join([*data.tasks.TASKS, *data.files.HUB])}, or a .jsonl/.json/.parquet/.csv file")
-    ap.add_argument("--image-key", default=None, help="column holding each row's image(s) (files)")
-    ap.add_argument("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths or stored audio")
+    add_media_flags(ap.add_argument)
     ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: \\boxed{} answers (math); text: the whole "
-                    "response is a free-text answer (default: text for tiny-sounds, else boxed)")
+                    "response is a free-text answer (default: text for tiny-sounds and tiny-clips, else boxed)")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' "
                     "when there is one): without answers, the label-free metrics only")
@@ -370,7 +371,7 @@ def main(argv=None):
             raise SystemExit("--win-rate: name the model to compare with, --baseline MODEL (a run folder's start model is the "
                              "default when --model is one)")
         models = [args.baseline] + [m for m in models if m != args.baseline]
-    rows = data.files.load_rows(args.data, args.question_key, args.answer_key, data.files.media_columns(args.image_key, args.audio_key))
+    rows = data.files.rows_for(args, models[0])
     args.answer_format = data.tasks.answer_format(args.data, args.answer_format)
     grader = data.tasks.grader(args.data, args.answer_format)
     template = data.prompts.load_template(args.prompt_template)

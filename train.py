@@ -4,6 +4,7 @@
     python train.py --max-steps 2 --eval-k 4               # a smoke test
     python train.py --preset tiny-digits                   # TTRV on images (docs/images.md)
     python train.py --preset tiny-sounds --reward cluster  # OP-TTRAV on audio, free-text answers (docs/audio.md)
+    python train.py --preset tiny-clips                    # OP-TTRAV on video clips (docs/video.md)
     python train.py --preset ttrl-math500                  # the TTRL paper's MATH-500 recipe (GPU; docs/paper.md)
 
 Read main(), then ttrl_step(), which follows the numbered algorithm of README.md:
@@ -49,7 +50,7 @@ from encoders import load_encoder
 from eval import format_summary, question_records, summarize, votes_changed
 from monitor import CollapseMonitor, jsonable, plot_curves, step_metrics
 from rewards import REWARDS, USES_ENCODER, RewardContext, extract, majority_vote
-from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine
+from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine, to_device
 
 
 def main(argv=None):
@@ -174,7 +175,7 @@ def sequence_logprobs(model, batch: grpo.Experience, temperature: float, dtype: 
     entropy at each position (B*M, T), computed without gradient (it is only logged). dtype bfloat16:
     the forward runs under autocast (float32 weights); the log-softmax is float32 either way."""
     device = batch.input_ids.device
-    media = {k: v.to(device) for k, v in cat_mm(batch.media).items()}  # e.g. pixel_values (B*M, 3, H, W)
+    media = {k: to_device(v, device) for k, v in cat_mm(batch.media).items()}  # e.g. pixel_values (B*M, 3, H, W)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **media).logits[:, :-1]  # (B*M, T, V)
     logp = grpo.token_logprobs(logits, batch.targets, temperature)  # (B*M, T)
@@ -328,8 +329,7 @@ def setup(args) -> Run:
     check_distributed(args, dist.launched, dist.world)
     out = Path(dist.broadcast(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"))  # rank 0's clock names it
     # every check before anything is written in the run folder: the data, the prompt, the model's path
-    rows = data.files.load_rows(args.data, args.question_key, args.answer_key,
-                                data.files.media_columns(args.image_key, args.audio_key))
+    rows = data.files.rows_for(args, args.model)
     template = data.prompts.load_template(args.prompt_template)
     with dist.main_first():  # one process builds an embedded model into the cache, the others load it
         model_path = data.tasks.resolve_model(args.model)

@@ -1,9 +1,9 @@
-"""What the three embedded models' builders share: a character tokenizer, one pre-training loop,
+"""What the embedded models' builders share: a character tokenizer, one pre-training loop,
 and a cache so each model is built once.
 
     python -m data.tinymath          # build (or reuse) one embedded model and print its folder
 
-The embedded models (data/tinymath.py, data/tinydigits.py, data/tinyaudio.py) are real transformers
+The embedded models (data/tinymath.py, data/tinydigits.py, data/tinyaudio.py, data/tinyclips.py) are real transformers
 architectures saved with `save_pretrained`, so transformers and vLLM load them like hub models. Each
 is built from a settings dict (its BUILD); the cache folder's name hashes those settings, so a
 changed builder gets a fresh folder ($NANOTTRL_CACHE, default ~/.cache/nanottrl).
@@ -33,6 +33,49 @@ def make_tokenizer(specials: list[str], chars: list[str], extra_special_tokens: 
     return Qwen2Tokenizer(vocab=vocab, merges=[], pad_token="<pad>", eos_token="<eos>", unk_token=None,
                           bos_token=None, padding_side="left",
                           **({"extra_special_tokens": extra_special_tokens} if extra_special_tokens else {}))
+
+
+def llava_processor(specials: list[str], chars: list[str], b: dict):
+    """LlavaProcessor = character tokenizer + CLIP image processor (PIL backend: no torchvision) for
+    b["size"]-pixel square images in b["patch"]-pixel patches. "default" feature selection drops CLIP's
+    CLS token: (size / patch)^2 tokens per image. The image models share it (tiny-digits, tiny-clips)."""
+    from transformers import LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tok = make_tokenizer(specials, chars, {"image_token": "<image>"})
+    size = b["size"]
+    images = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                   image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    return LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=b["patch"],
+                          vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>")
+
+
+def llava_model(tok, b: dict, max_positions: int):
+    """A LLaVA: a CLIP vision tower, a 2-layer MLP projector and a Qwen2 language model, sized by b."""
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, Qwen2Config
+
+    vision = CLIPVisionConfig(hidden_size=b["vision_hidden"], intermediate_size=2 * b["vision_hidden"],
+                              num_hidden_layers=b["vision_layers"], num_attention_heads=b["vision_heads"],
+                              image_size=b["size"], patch_size=b["patch"], projection_dim=b["vision_hidden"])
+    text = Qwen2Config(vocab_size=len(tok), hidden_size=b["hidden"], num_hidden_layers=b["layers"],
+                       num_attention_heads=b["heads"], num_key_value_heads=b["kv_heads"],
+                       intermediate_size=b["intermediate"], max_position_embeddings=max_positions, tie_word_embeddings=True,
+                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      vision_feature_layer=-1, vision_feature_select_strategy="default", projector_hidden_act="gelu",
+                      tie_word_embeddings=True)
+    return LlavaForConditionalGeneration(cfg)
+
+
+def pad_answers(prompt: list[int], answers: list[list[int]], pad_id: int) -> dict:
+    """One shared prompt + answers of different lengths -> input_ids, labels (the answer tokens; -100
+    elsewhere) and attention_mask (the prompt and the answer, not the right padding), each (B, L)."""
+    width = len(prompt) + max(map(len, answers))
+    ids = torch.tensor([prompt + a + [pad_id] * (width - len(prompt) - len(a)) for a in answers])  # (B, L)
+    targets = torch.tensor([[-100] * len(prompt) + a + [-100] * (width - len(prompt) - len(a)) for a in answers])
+    mask = (targets != -100).long()
+    mask[:, :len(prompt)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": targets}
 
 
 def pretrain(model, next_batch, b: dict, desc: str) -> None:

@@ -3,7 +3,7 @@
     python -m data.prompts --data math500            # load a set and show its first prompts
 
 --data is one of
-  tiny-math, tiny-digits, tiny-sounds   the embedded tasks (data/tasks.py)
+  tiny-math, tiny-digits, tiny-sounds, tiny-clips   the embedded tasks (data/tasks.py)
   math500 aime24 amc amc23 gsm8k        the hub data sets of the TTRL papers (HUB below), via `datasets`
   a file                                .jsonl .json .parquet .csv, also read by `datasets`; --question-key
                                         and --answer-key name its columns
@@ -11,8 +11,9 @@ Each row becomes {"question": str, "answer": str or None}. The answer is ground 
 evaluation and monitoring read it; the reward never does. --image-key names a column of images (file paths,
 relative to the data file, or images stored by `datasets`): rows then carry "images": [PIL images].
 --audio-key names a column of audio clips (WAV paths or stored audio): rows carry "audios":
-[(waveform, sample_rate)]. Both are decoded at load time (data/media.py): a broken file is an error
-naming its row.
+[(waveform, sample_rate)]. --video-key names a column of video clips (video files, frame folders or
+stored frames): rows carry "video": --video-frames RGB PIL frames, sampled uniformly. All are decoded
+at load time (data/media.py): a broken file is an error naming its row and file.
 
 Answers are optional (test-time RL trains without them; see load_rows). Bad rows: a file that does
 not parse (bad JSON on some line) or lacks a named column is an error naming the file, the line or
@@ -47,16 +48,29 @@ HUB = {
 FILE_TYPES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-def media_columns(image_key: str | None = None, audio_key: str | None = None) -> dict[str, str]:
-    """--image-key / --audio-key as load_rows' extra_keys: row field -> column."""
-    return {**({"images": image_key} if image_key else {}), **({"audios": audio_key} if audio_key else {})}
+def media_columns(image_key: str | None = None, audio_key: str | None = None, video_key: str | None = None) -> dict[str, str]:
+    """--image-key / --audio-key / --video-key as load_rows' extra_keys: row field -> column."""
+    keys = {"images": image_key, "audios": audio_key, "video": video_key}
+    return {field: key for field, key in keys.items() if key}
+
+
+def rows_for(args, model: str) -> list[dict]:
+    """load_rows with train.py's / eval.py's data flags. A clip's frame count, unless --video-frames
+    says: what an embedded video model was pre-trained on (--model, or a checkpoint of it, or --data)."""
+    from data.tasks import TASKS, embedded_format
+
+    task = TASKS.get(model) or TASKS.get(embedded_format(model) if Path(model).is_dir() else None) or TASKS.get(args.data)
+    frames = args.video_frames or getattr(task, "VIDEO_FRAMES", None)
+    return load_rows(args.data, args.question_key, args.answer_key,
+                     media_columns(args.image_key, args.audio_key, args.video_key), frames, args.video_size)
 
 
 def load_rows(data: str, question_key: str = "question", answer_key: str | None = None,
-              extra_keys: dict[str, str] | None = None) -> list[dict]:
+              extra_keys: dict[str, str] | None = None, video_frames: int | None = None, video_size: int = 0) -> list[dict]:
     """Rows as [{"question", "answer", **extra}], "answer" None where a row has none; extra_keys maps a
     row field to a column, e.g. {"images": "image"}. Errors are one line (SystemExit) naming the flag,
-    the file and the line.
+    the file and the line. A video becomes video_frames frames (None: media.VIDEO_FRAMES, or an
+    embedded task's own), each at most video_size pixels on its longer side (0: as stored).
 
     Answers are optional: test-time RL trains without them, and evaluation and monitoring then report
     the label-free metrics only (on a file where some rows have answers, the truth-based ones on those
@@ -66,7 +80,11 @@ def load_rows(data: str, question_key: str = "question", answer_key: str | None 
     from data.tasks import TASKS  # here, not at the top: the embedded tasks import torch, flag checks need only HUB
 
     if data in TASKS:
-        return TASKS[data].test_split()
+        rows = TASKS[data].test_split()
+        for i, row in enumerate(rows, 1):  # an embedded video task's clips go through the same frame sampling
+            if "video" in row:
+                row["video"] = media.open_video(row["video"], data, i, video_frames or TASKS[data].VIDEO_FRAMES, video_size)
+        return rows
     if data in HUB:
         h = HUB[data]
         table = _load_hub(data, h)
@@ -115,6 +133,8 @@ def load_rows(data: str, question_key: str = "question", answer_key: str | None 
             row["images"] = media.open_images(row["images"], data, i)
         if "audios" in columns:
             row["audios"] = media.open_audios(row["audios"], data, i)
+        if "video" in columns:
+            row["video"] = media.open_video(row["video"], data, i, video_frames or media.VIDEO_FRAMES, video_size)
     return rows
 
 

@@ -1,7 +1,8 @@
-"""Images and audio in data files: decode them once at load time, so a broken file is an error
-naming its row before any model work starts, never a crash hours into a run.
+"""Images, audio and video in data files: decode them once at load time, so a broken file is an
+error naming its row before any model work starts, never a crash hours into a run.
 
     python -m data.media clip.wav                # decode a file, print its length, rate and level
+    python -m data.media clip.mp4                # decode a video, print its frame count and the frames kept
 
 Images (--image-key): a cell holds one image or a list: a path (relative to the data file), a PIL
 image, or a `datasets` image dict {"bytes", "path"}. Each becomes an RGB PIL image.
@@ -16,13 +17,25 @@ file), a `datasets` audio dict ({"array", "sampling_rate"} decoded, or {"bytes",
   - the sample rate is kept: `resample` converts to the model's rate when the prompt is encoded
     (sample.encode_prompt), by polyphase filtering (scipy.signal.resample_poly). Resampling is
     documented, not an error: real data sets mix 16, 22.05, 44.1 and 48 kHz.
+
+Video (--video-key): a cell holds one clip: a video file path (relative to the data file; .mp4,
+.webm, .mkv, .mov, .avi, ... decoded by PyAV, FFmpeg's Python binding), a folder of frame images
+(taken in name order), a `datasets` video dict {"bytes", "path"}, a list of frames (PIL images,
+arrays or `datasets` image dicts) or a (frames, H, W, 3) array. Each becomes K = --video-frames
+RGB PIL images, sampled uniformly as video LLMs do: the clip's F frames are cut into K equal
+segments and the middle frame of each is kept, frame floor((k + 1/2) F / K) for k = 0..K-1
+(uniform_indices). Frames are scaled down so their longer side is at most --video-size pixels.
+A clip that cannot be decoded, has no frames, or has fewer than K is an error naming its row and file.
 """
 import io
 import math
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+
+VIDEO_FRAMES = 8  # frames per clip when --video-frames is not given (an embedded task may say otherwise)
 
 
 def _cells(value) -> list:
@@ -107,6 +120,82 @@ def open_audios(value, data: str, row: int) -> list[tuple[np.ndarray, int]]:
     return clips
 
 
+def uniform_indices(total: int, k: int) -> list[int]:
+    """The middle frame of each of k equal segments of a clip of `total` frames:
+    floor((i + 1/2) * total / k) for i = 0..k-1. Needs total >= k (then the indices are distinct)."""
+    return [int((i + 0.5) * total / k) for i in range(k)]
+
+
+def decode_video(source, k: int) -> tuple[list[np.ndarray], int]:
+    """A video file (path or bytes) -> (its k uniformly sampled frames as (H, W, 3) uint8 arrays, F).
+    Two passes: the packets are counted first (no decoding), then only the chosen frames are kept,
+    so a long clip never sits in memory whole."""
+    import av
+
+    def container():
+        return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+
+    with container() as c:
+        total = sum(1 for packet in c.demux(video=0) if packet.size)  # one frame per non-empty packet
+    if total < k:
+        return [], total
+    keep, frames = set(uniform_indices(total, k)), []
+    with container() as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i in keep:
+                frames.append(frame.to_ndarray(format="rgb24"))
+    return frames, total
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    """A folder's image files in natural name order (frame_2 before frame_10)."""
+    files = [f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp")]
+    return sorted(files, key=lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f.name)])
+
+
+def open_video(value, data: str, row: int, k: int, size: int = 0) -> list:
+    """A video cell -> k RGB PIL frames (uniform_indices), the longer side scaled to at most `size` (0: as stored)."""
+    from PIL import Image
+
+    stored = isinstance(value, (list, tuple, np.ndarray))
+    source = "(stored frames)" if stored else (value.get("path") or "(stored video)") if isinstance(value, dict) else value
+    try:
+        if stored:  # frames: PIL images, arrays or datasets image dicts
+            frames, total = list(value), len(value)
+            frames = [frames[i] for i in uniform_indices(total, k)] if total >= k else []
+            frames = [open_images(f, data, row)[0] if isinstance(f, (dict, str)) else f for f in frames]
+        elif isinstance(value, dict) and value.get("bytes"):
+            frames, total = decode_video(value["bytes"], k)
+        elif _path(source, data).is_dir():
+            files = _frame_files(_path(source, data))
+            total = len(files)
+            frames = [Image.open(files[i]) for i in uniform_indices(total, k)] if total >= k else []
+        else:
+            frames, total = decode_video(_path(source, data), k)
+        frames = [(f if isinstance(f, Image.Image) else Image.fromarray(np.asarray(f, dtype=np.uint8))).convert("RGB")
+                  for f in frames]
+    except SystemExit:
+        raise
+    except Exception as e:
+        raise SystemExit(f"--data {data}: row {row}: cannot decode video {source!r} ({type(e).__name__}: {e})") from None
+    if total == 0:
+        raise SystemExit(f"--data {data}: row {row}: video {source!r} has no frames")
+    if total < k:
+        raise SystemExit(f"--data {data}: row {row}: video {source!r} has {total} frames, fewer than --video-frames {k}")
+    if len(frames) < k:  # the container listed more frames than the decoder could give (a damaged clip)
+        raise SystemExit(f"--data {data}: row {row}: video {source!r}: {len(frames)} of the {k} chosen frames decode "
+                         f"(of {total} listed)")
+    if size:
+        frames = [_fit(f, size) for f in frames]
+    return frames
+
+
+def _fit(img, size: int):
+    """Scale an image down (never up) so its longer side is at most `size` pixels."""
+    scale = size / max(img.size)
+    return img if scale >= 1 else img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+
+
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Polyphase resampling by the exact ratio target / rate (anti-aliasing filter included)."""
     if rate == target:
@@ -119,5 +208,10 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 if __name__ == "__main__":
     for f in sys.argv[1:]:
-        [(w, r)] = open_audios(f, ".", 1)
-        print(f"{f}: {len(w)} samples at {r} Hz = {len(w) / r:.2f} s, rms {np.sqrt((w ** 2).mean()):.3f}")
+        if Path(f).suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+            [(w, r)] = open_audios(f, ".", 1)
+            print(f"{f}: {len(w)} samples at {r} Hz = {len(w) / r:.2f} s, rms {np.sqrt((w ** 2).mean()):.3f}")
+        else:
+            frames, total = decode_video(f, 1)
+            print(f"{f}: {total} frames of {frames[0].shape[1]}x{frames[0].shape[0]}; with --video-frames 8 the frames "
+                  f"kept are {uniform_indices(total, 8) if total >= 8 else 'none (too short)'}")

@@ -9,8 +9,9 @@ own chat template, or as plain text when they have none. --prompt-template FILE 
 file is the whole prompt with {question} in it; a .json file is a list of chat messages with
 {question} in a content, rendered through the model's chat template. An image row puts an image
 placeholder before the question in the user turn (the processor's chat template turns it into image
-tokens); an audio row an audio placeholder. --answer-format text (open-ended QA, OP-TTRAV) asks for a
-short free-text answer instead of the \\boxed{} instruction.
+tokens); an audio row an audio placeholder; a video row a video placeholder, or one image
+placeholder per frame for a vision model without a video input (make_prompt). --answer-format text
+(open-ended QA, OP-TTRAV) asks for a short free-text answer instead of the \\boxed{} instruction.
 """
 import argparse
 import json
@@ -42,18 +43,26 @@ def load_template(path: str | None):
 
 
 def make_prompt(question: str, tokenizer, embedded: str | None, template=None, images=None, processor=None,
-                audios=None, answer_format: str = "boxed") -> dict:
-    """A prompt dict for sample.py: {"text"} plus {"images"} / {"audios"} for a row that has them.
+                audios=None, answer_format: str = "boxed", video=None) -> dict:
+    """A prompt dict for sample.py: {"text"} plus {"images"} / {"audios"} / {"videos"} for a row that has them.
     embedded: an embedded task name (its model has its own format, data/tasks.py) or None. processor: a multimodal model's
-    processor, whose chat template knows the image / audio placeholders. answer_format "text" asks
-    for a short free-text answer instead of Qwen2.5-Math's \\boxed{} instruction.
+    processor, whose chat template knows the image / audio / video placeholders. answer_format "text" asks
+    for a short free-text answer instead of Qwen2.5-Math's \\boxed{} instruction. video: one clip's frames;
+    a model with a video input of its own (a video processor: Qwen2.5-VL, Qwen2.5-Omni) gets it as a
+    video, any other vision model as that many images, in order (as_images).
 
     str.replace, not str.format: math prompts are full of braces (\\boxed{})."""
-    inputs = {**({"images": images} if images else {}), **({"audios": audios} if audios else {})}
+    frames_as_images = video is not None and as_images(processor)
+    if frames_as_images:
+        images, video = list(video) + list(images or []), None
+    inputs = {**({"images": images} if images else {}), **({"audios": audios} if audios else {}),
+              **({"videos": [video]} if video is not None else {})}
     if isinstance(template, str):
         return {"text": template.replace("{question}", question), **inputs}
     if template is None and embedded in TASKS:
-        return {"text": TASKS[embedded].prompt_text(question), **inputs}
+        task = TASKS[embedded]
+        text = task.prompt_text(question, frames=len(images)) if frames_as_images else task.prompt_text(question)
+        return {"text": text, **inputs}
     instruction = MATH_INSTRUCTION if answer_format == "boxed" else OPEN_INSTRUCTION
     chat = processor if inputs and processor is not None else tokenizer
     has_chat = chat is not None and chat.chat_template
@@ -67,37 +76,45 @@ def make_prompt(question: str, tokenizer, embedded: str | None, template=None, i
         return {"text": f"Question: {question}\n{instruction}\nAnswer:", **inputs}
     if inputs:  # the media placeholders go first in the (last) user turn
         user = msgs[-1]
-        parts = [{"type": "image"}] * len(images or []) + [{"type": "audio"}] * len(audios or [])
+        parts = ([{"type": "image"}] * len(images or []) + [{"type": "video"}] * len(inputs.get("videos", []))
+                 + [{"type": "audio"}] * len(audios or []))
         msgs[-1] = {**user, "content": parts + [{"type": "text", "text": user["content"]}]}
     return {"text": chat.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), **inputs}
 
 
+def as_images(processor) -> bool:
+    """Whether a clip goes to this model as a list of frame images: it has an image processor and no
+    video processor of its own."""
+    return getattr(processor, "video_processor", None) is None and getattr(processor, "image_processor", None) is not None
+
+
 def make_prompts(rows: list[dict], tok, model_path: str, model_flag: str, template=None, processor=None,
                  answer_format: str = "boxed") -> list[dict]:
-    """make_prompt for every row, in the model's format; image / audio rows need a model that takes them."""
-    for field, what, part, tower in (("images", "images", "image_processor", "vision tower"),
-                                     ("audios", "audio", "feature_extractor", "audio encoder")):
-        if any(r.get(field) for r in rows) and getattr(processor, part, None) is None:
+    """make_prompt for every row, in the model's format; image / audio / video rows need a model that takes them."""
+    for field, what, parts, tower in (("images", "images", ("image_processor",), "vision tower"),
+                                      ("audios", "audio", ("feature_extractor",), "audio encoder"),
+                                      ("video", "video", ("video_processor", "image_processor"), "vision tower")):
+        if any(r.get(field) for r in rows) and all(getattr(processor, p, None) is None for p in parts):
             raise SystemExit(f"--data has {what} but --model {model_flag} has no {tower}")
     embedded = embedded_format(model_path)
-    return [make_prompt(r["question"], tok, embedded, template, r.get("images"), processor, r.get("audios"), answer_format)
-            for r in rows]
+    return [make_prompt(r["question"], tok, embedded, template, r.get("images"), processor, r.get("audios"), answer_format,
+                        r.get("video")) for r in rows]
 
 
 if __name__ == "__main__":
-    from data.files import HUB, load_rows, media_columns
+    from config import add_media_flags
+    from data.files import HUB, rows_for
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="tiny-math", help=f"{', '.join([*TASKS, *HUB])}, or a .jsonl/.json/.parquet/.csv file")
     ap.add_argument("--question-key", default="question", help="column holding the question (files)")
     ap.add_argument("--answer-key", default=None, help="column holding the reference answer, optional (files)")
-    ap.add_argument("--image-key", default=None, help="column holding images (files): paths or stored images")
-    ap.add_argument("--audio-key", default=None, help="column holding audio clips (files): WAV paths or stored audio (data/media.py)")
+    add_media_flags(ap.add_argument)
     ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: math instruction; text: a short free-text answer (default: the embedded task's own, else boxed)")
     ap.add_argument("--model", default=None, help="show prompts as this model's tokenizer renders them")
     ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question}")
     args = ap.parse_args()
-    rows = load_rows(args.data, args.question_key, args.answer_key, media_columns(args.image_key, args.audio_key))
+    rows = rows_for(args, args.model or args.data)
     tok = None
     if args.model:
         from transformers import AutoTokenizer
@@ -106,6 +123,6 @@ if __name__ == "__main__":
     print(f"{len(rows)} rows")
     for r in rows[:3]:
         p = make_prompt(r["question"], tok, embedded, load_template(args.prompt_template), r.get("images"), None,
-                        r.get("audios"), answer_format(args.data, args.answer_format))
-        print({k: v for k, v in r.items() if k not in ("images", "audios")}, "->", repr(p["text"]),
-              f"+ {len(r.get('images', []))} image(s), {len(r.get('audios', []))} audio clip(s)")
+                        r.get("audios"), answer_format(args.data, args.answer_format), r.get("video"))
+        print({k: v for k, v in r.items() if k not in ("images", "audios", "video")}, "->", repr(p["text"]),
+              f"+ {len(p.get('images', []))} image(s), {len(r.get('audios', []))} audio clip(s), {len(p.get('videos', []))} video(s)")

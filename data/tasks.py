@@ -3,6 +3,7 @@
     tiny-math    data/tinymath.py    column addition with a careless student's slips; \\boxed{} answers
     tiny-digits  data/tinydigits.py  shifted handwritten digits for a tiny LLaVA (TTRV, images)
     tiny-sounds  data/tinyaudio.py   shifted synthetic sounds for a tiny Qwen2-Audio (OP-TTRAV, free text)
+    tiny-clips   data/tinyclips.py   shifted synthetic video clips for a tiny LLaVA shown frames (OP-TTRAV, video)
 
 Every task module has the same parts: test_split() -> rows {"question", "answer", (media)};
 prompt_text(question) -> the prompt its model was pre-trained on; get_model() -> the built model's
@@ -12,9 +13,9 @@ the task's own checker. Adding a task = one such module + one entry in TASKS.
 """
 from pathlib import Path
 
-from data import tinyaudio, tinydigits, tinymath
+from data import tinyaudio, tinyclips, tinydigits, tinymath
 
-TASKS = {"tiny-math": tinymath, "tiny-digits": tinydigits, "tiny-sounds": tinyaudio}
+TASKS = {"tiny-math": tinymath, "tiny-digits": tinydigits, "tiny-sounds": tinyaudio, "tiny-clips": tinyclips}
 
 
 def resolve_model(name: str) -> str:

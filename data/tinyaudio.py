@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.build import cached, make_tokenizer, pretrain, save_built
+from data.build import cached, make_tokenizer, pad_answers, pretrain, save_built
 
 SOUNDS = ["tone", "hiss", "chirp", "click"]
 WORDINGS = ["{w}", "a {w}", "a {w} sound", "i hear a {w}", "it sounds like a {w}"]
@@ -155,12 +155,7 @@ def build(out: Path, b: dict = BUILD) -> Path:
         idx = rng.sample(range(len(clips)), b["batch"])
         named = [rng.choice(SOUNDS) if rng.random() < b["label_noise"] else sounds[i] for i in idx]  # a careless labeller
         answers = [tok(" " + rng.choice(WORDINGS).format(w=w))["input_ids"] + [tok.eos_token_id] for w in named]
-        width = len(prompt) + max(map(len, answers))
-        ids = torch.tensor([prompt + a + [tok.pad_token_id] * (width - len(prompt) - len(a)) for a in answers])  # (B, L)
-        targets = torch.tensor([[-100] * len(prompt) + a + [-100] * (width - len(prompt) - len(a)) for a in answers])
-        mask = (targets != -100).long()
-        mask[:, :len(prompt)] = 1  # attend to the prompt and the answer, not the right padding
-        return {"input_ids": ids, "attention_mask": mask, "labels": targets, "input_features": enc["input_features"][idx],
+        return {**pad_answers(prompt, answers, tok.pad_token_id), "input_features": enc["input_features"][idx],
                 "feature_attention_mask": enc["feature_attention_mask"][idx]}
 
     pretrain(model, next_batch, b, "building tiny-sounds model")

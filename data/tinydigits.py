@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.build import cached, make_tokenizer, pretrain, save_built
+from data.build import cached, llava_model, llava_processor, pretrain, save_built
 
 MARKER = "tinydigits_build.json"  # written into the model folder: says which prompt format the model speaks (data/tasks.py)
 ANSWER_FORMAT = "boxed"  # --answer-format for this task
@@ -104,33 +104,13 @@ def prompt_text(question: str = QUESTION) -> str:
 
 # ----------------------------------------------------------------------------- tokenizer, processor, model
 def make_processor(b: dict = BUILD):
-    """LlavaProcessor = character tokenizer (Qwen2 class, as data/tinymath.py) + CLIP image processor."""
-    from transformers import LlavaProcessor
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-    tok = make_tokenizer(SPECIALS, CHARS, {"image_token": "<image>"})
-    size = b["size"]
-    images = CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                                   image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    # "default" feature selection drops CLIP's CLS token: (16 / 2)^2 = 64 image tokens per image
-    return LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=b["patch"],
-                          vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>")
+    """LlavaProcessor = character tokenizer (Qwen2 class, as data/tinymath.py) + CLIP image processor:
+    (16 / 2)^2 = 64 image tokens per image."""
+    return llava_processor(SPECIALS, CHARS, b)
 
 
 def make_model(tok, b: dict = BUILD):
-    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, Qwen2Config
-
-    vision = CLIPVisionConfig(hidden_size=b["vision_hidden"], intermediate_size=2 * b["vision_hidden"],
-                              num_hidden_layers=b["vision_layers"], num_attention_heads=b["vision_heads"],
-                              image_size=b["size"], patch_size=b["patch"], projection_dim=b["vision_hidden"])
-    text = Qwen2Config(vocab_size=len(tok), hidden_size=b["hidden"], num_hidden_layers=b["layers"],
-                       num_attention_heads=b["heads"], num_key_value_heads=b["kv_heads"],
-                       intermediate_size=b["intermediate"], max_position_embeddings=128, tie_word_embeddings=True,
-                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
-                      vision_feature_layer=-1, vision_feature_select_strategy="default", projector_hidden_act="gelu",
-                      tie_word_embeddings=True)
-    return LlavaForConditionalGeneration(cfg)
+    return llava_model(tok, b, max_positions=128)
 
 
 def build(out: Path, b: dict = BUILD) -> Path:

@@ -18,6 +18,17 @@ its process's threads when it starts); the runs alternate hf, vllm, hf, vllm, ..
 gives the median and range over --repeats rounds, so a noisy shared machine cannot fake a ratio.
 Achieved FLOP/s counts 2 FLOPs per weight per generated token plus attention over the context
 (4 x layers x hidden x context), divided by the measured peak of a float32 matmul on this machine.
+
+    python projects/bench_sizes.py --table step           # about 10 minutes; needs TRL (requirements-bench.txt)
+
+The step table: one TTRL step on the 25M model (--sizes to change), nanoTTRL's train.py with each
+engine against TRL's GRPOTrainer (transformers generate), same model, prompts (tiny-math questions in
+the plain-text format, answer format "text"), --prompts x --n completions of --max-tokens, same majority
+vote reward, no KL, one update per step, float32. Each trainer runs --steps steps in a fresh process,
+the first dropped; trainers alternate TRL, hf, vllm, TRL, ... over --repeats rounds (median, range).
+Phases: ours from metrics.jsonl (sample, reward, train, sync); TRL's generate calls are timed by
+wrapping model.generate, the rest of its step (reward, loss, update, its logging) is "train". The
+train phase's FLOPs are 3x a forward pass (forward + backward) over every trained token.
 """
 import argparse
 import json
@@ -107,27 +118,133 @@ def run_worker(engine: str, folder: Path, args) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES), help="model sizes to measure")
-    ap.add_argument("--ns", type=int, nargs="+", default=[16, 64], help="samples per prompt")
-    ap.add_argument("--prompts", type=int, default=2, help="tiny-math prompts per generate call")
-    ap.add_argument("--max-tokens", type=int, default=128, help="tokens generated per completion (no early end)")
-    ap.add_argument("--repeats", type=int, default=2, help="rounds of (hf, vllm) per size: median and range over them")
-    ap.add_argument("--models", default=None, help="folder for the random models (default: a temporary one)")
-    ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "FOLDER"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.ns, args.prompts, args.max_tokens)))
-        return
+# ----------------------------------------------------------------------------- one TTRL step vs TRL
+def ours_step(engine: str, folder: Path, args) -> dict:
+    """train.py on the random model, in a fresh process: mean seconds per phase over steps 2..--steps."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "train.py", "--model", str(folder), "--engine", engine, "--max-steps", str(args.steps),
+               "--eval-k", "0", "--prompts-per-step", str(args.prompts), "--n-votes", str(args.n), "--n-train",
+               str(args.n), "--max-tokens", str(args.max_tokens), "--answer-format", "text", "--out", out]
+        p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        if p.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+        rows = [json.loads(line) for line in open(Path(out) / "metrics.jsonl")][1:]  # step 1 = warm-up
+    mean = {k[2:]: statistics.mean(r[k] for r in rows) for k in ("t_sample", "t_reward", "t_train", "t_sync")}
+    mean["step"] = sum(mean.values())
+    mean["length"] = statistics.mean(r["response_len"] for r in rows)
+    return mean
 
-    t0 = time.time()
-    peak = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16, n=512)}  # bf16: slow on most CPUs
-    print(f"## Rollout speed by model size (bench_sizes.py)\n\nmachine: {os.cpu_count()} CPUs, torch threads "
-          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; matmul peak float32 "
-          f"{peak['float32'] / 1e9:.1f} GFLOP/s (2048^2), bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s (512^2); {args.prompts} prompts x n, "
-          f"{args.max_tokens} tokens each, T = 1.0, float32", flush=True)
-    models = Path(args.models or tempfile.mkdtemp(prefix="bench-sizes-"))
+
+def trl_step(folder: str, args) -> dict:
+    """In a fresh process: TRL's GRPOTrainer on the same model and workload; seconds per step from a
+    callback at each step end (steps 2..--steps), generate's share from a timer around model.generate."""
+    import warnings
+    warnings.filterwarnings("ignore", message="TRL currently supports vLLM")  # TRL's vLLM path is not used
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from data import tinymath
+    from data.prompts import make_prompt
+    from rewards import majority_vote, normalize_text
+
+    ends, generate_s, lengths = [], [], []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, *a, **k):
+            ends.append(time.perf_counter())
+
+    def vote_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
+        """train.py's reward with --answer-format text: exact-string majority vote within each prompt's group."""
+        groups = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(prompt, []).append(i)
+        rewards = [0.0] * len(completions)
+        for idx in groups.values():
+            for i, r in zip(idx, majority_vote([normalize_text(completions[i]) for i in idx], exact=True).rewards):
+                rewards[i] = float(r)
+        return rewards
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    generate = model.generate
+
+    def timed_generate(*a, **k):
+        t = time.perf_counter()
+        out = generate(*a, **k)
+        generate_s.append(time.perf_counter() - t)
+        lengths.append(out.shape[1] - k["input_ids"].shape[1])
+        return out
+
+    model.generate = timed_generate  # TRL calls the (unwrapped) model's generate once per step
+    data = Dataset.from_list([{"prompt": make_prompt(r["question"], tok, None, answer_format="text")["text"]}
+                              for r in tinymath.test_split()])
+    config = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=args.prompts * args.n,
+        num_generations=args.n, max_completion_length=args.max_tokens, max_steps=args.steps, temperature=1.0,
+        beta=0.0, learning_rate=5e-5, gradient_checkpointing=False,  # as train.py (TRL defaults: 1e-6, checkpointing on)
+        logging_steps=1, report_to="none", bf16=False, use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=vote_reward, args=config,
+                          train_dataset=data, callbacks=[StepClock()])
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    steps = [b - a for a, b in zip(ends, ends[1:])]  # from step 1's end: step 1 dropped
+    sample = statistics.mean(generate_s[1:])
+    step = statistics.mean(steps)
+    return {"sample": sample, "train": step - sample, "step": step, "length": statistics.mean(lengths[1:])}
+
+
+def run_trl(folder: Path, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "trl", str(folder), "--steps", str(args.steps), "--prompts",
+           str(args.prompts), "--n", str(args.n), "--max-tokens", str(args.max_tokens)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def step_table(args, peak: dict, models: Path) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from data import tinymath
+    from data.prompts import make_prompt
+    for size in args.sizes:
+        folder = build(models / size, size)
+        tok = AutoTokenizer.from_pretrained(folder)
+        prompt_len = statistics.mean(len(tok(make_prompt(r["question"], tok, None, answer_format="text")["text"]).input_ids)
+                                     for r in tinymath.test_split())
+        trainers = {"TRL GRPOTrainer (generate)": None, "nanoTTRL, hf engine": "hf", "nanoTTRL, vllm engine": "vllm"}
+        runs = {name: [] for name in trainers}
+        for r in range(args.repeats):
+            for name, engine in trainers.items():  # interleaved: a slow moment hits every trainer
+                runs[name].append(ours_step(engine, folder, args) if engine else run_trl(folder, args))
+                print(f"  {size} {name} round {r + 1}: {runs[name][-1]['step']:.2f} s/step", flush=True)
+        cfg = SIZES[size]
+        with torch.device("meta"):  # the parameter count without allocating the weights
+            params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder)).parameters())
+        trl_med = statistics.median(x["step"] for x in runs["TRL GRPOTrainer (generate)"])
+        rows = []
+        for name, xs in runs.items():
+            med = {k: statistics.median(x.get(k, 0.0) for x in xs) for k in ("sample", "reward", "train", "sync", "step", "length")}
+            seqs, length = args.prompts * args.n, med["length"]
+            attention = 4 * cfg["num_hidden_layers"] * cfg["hidden_size"]
+            sample_flops = seqs * length * (2 * params + attention * (prompt_len + length / 2))
+            train_flops = 3 * seqs * (prompt_len + length) * (2 * params + attention * (prompt_len + length) / 2)
+            rows.append([name, *(f"{med[k]:.2f}" for k in ("sample", "reward", "train", "sync")),
+                         f"{med['step']:.2f} ({min(x['step'] for x in xs):.2f}-{max(x['step'] for x in xs):.2f})",
+                         f"{med['step'] / trl_med:.2f}", f"{sample_flops / med['sample'] / peak['float32']:.1%}",
+                         f"{train_flops / med['train'] / peak['float32']:.1%}", f"{length:.0f}"])
+        print(f"\n### One TTRL step, {size} ({params / 1e6:.1f}M parameters): {args.prompts} prompts x {args.n} completions "
+              f"x {args.max_tokens} tokens (prompt {prompt_len:.0f} tokens), median of {args.repeats} rounds of steps "
+              f"2-{args.steps}; goal ours / TRL <= 0.5 with the same engine")
+        header = ["trainer", "sample (s)", "reward (s)", "train (s)", "sync (s)", "step (s, range)", "/ TRL",
+                  "sample % of fp32 peak", "train % of fp32 peak", "mean length"]
+        print("\n| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
+        print("\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows))
+
+
+def rollouts_table(args, peak: dict, models: Path) -> None:
     rows, starts = [], []
     for size in args.sizes:
         folder = build(models / size, size)
@@ -155,6 +272,39 @@ def main():
     print("\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows))
     print("\n| size | hf start (s) | vllm start (s) |\n|---|---|---|")
     print("\n".join("| " + " | ".join(r) + " |" for r in starts))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", choices=["rollouts", "step"], default="rollouts",
+                    help="rollouts: tokens/s of both engines by size; step: one TTRL step, ours vs TRL's GRPOTrainer")
+    ap.add_argument("--sizes", nargs="+", default=None, choices=list(SIZES),
+                    help="model sizes to measure (default: all for rollouts, 25M for step)")
+    ap.add_argument("--ns", type=int, nargs="+", default=[16, 64], help="rollouts: samples per prompt")
+    ap.add_argument("--n", type=int, default=8, help="step: completions per prompt (votes = trained)")
+    ap.add_argument("--steps", type=int, default=3, help="step: steps per trainer run (the first dropped as warm-up)")
+    ap.add_argument("--prompts", type=int, default=2, help="tiny-math prompts per generate call / per step")
+    ap.add_argument("--max-tokens", type=int, default=128, help="tokens generated per completion")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds per size: median and range over them")
+    ap.add_argument("--models", default=None, help="folder for the random models (default: a temporary one)")
+    ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "FOLDER"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        engine, folder = args.worker
+        print(json.dumps(trl_step(folder, args) if engine == "trl" else worker(engine, folder, args.ns, args.prompts,
+                                                                                args.max_tokens)))
+        return
+    args.sizes = args.sizes or (list(SIZES) if args.table == "rollouts" else ["25M"])
+
+    t0 = time.time()
+    peak = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16, n=512)}  # bf16: slow on most CPUs
+    print(f"## {'Rollout speed' if args.table == 'rollouts' else 'One TTRL step'} by model size (bench_sizes.py "
+          f"--table {args.table})\n\nmachine: {os.cpu_count()} CPUs, torch threads "
+          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; matmul peak float32 "
+          f"{peak['float32'] / 1e9:.1f} GFLOP/s (2048^2), bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s (512^2); "
+          f"{args.max_tokens} tokens per completion, T = 1.0, float32", flush=True)
+    models = Path(args.models or tempfile.mkdtemp(prefix="bench-sizes-"))
+    (rollouts_table if args.table == "rollouts" else step_table)(args, peak, models)
     print(f"\ntotal {time.time() - t0:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")
 
 

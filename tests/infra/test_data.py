@@ -101,7 +101,7 @@ def test_missing_column_names_key_and_columns(tmp_path):
 
 
 def test_unknown_name_lists_the_known_ones(tmp_path):
-    with pytest.raises(SystemExit, match="unknown name; use tiny-math, tiny-digits, tiny-sounds, math500, aime24, amc, amc23, gsm8k"):
+    with pytest.raises(SystemExit, match="unknown name; use tiny-math, tiny-digits, tiny-sounds, tiny-clips, math500, aime24, amc, amc23, gsm8k"):
         data.files.load_rows("math501")
     with pytest.raises(SystemExit, match="file not found"):
         data.files.load_rows(str(tmp_path / "nope.parquet"))
