@@ -134,6 +134,6 @@ def test_auto_engine_picks_by_measured_size(monkeypatch):
     assert sample.auto_engine(model) == ("hf", "0.0M parameters on a CPU, below the measured crossover (1M)")
     monkeypatch.setattr(sample, "CPU_VLLM_FROM_PARAMS", 100)
     assert sample.auto_engine(model)[0] == "vllm"
-    assert sample.auto_engine(model, processor=object()) == ("hf", "an image / audio model on a CPU")
+    assert sample.auto_engine(model, processor=object()) == ("hf", "an image / audio / video model on a CPU")
     monkeypatch.setattr(sample, "vllm_available", lambda: False)
     assert sample.auto_engine(model) == ("hf", "vLLM is not installed")
