@@ -75,20 +75,16 @@ def placeholder_ids(tok, processor) -> list[int]:
     return [tok.convert_tokens_to_ids(t) for t in names if t]
 
 
-def cat_mm(mms: list[dict]) -> dict:
+def cat_mm(mms: list[dict], device=None) -> dict:
     """Concatenate per-prompt multimodal tensors along dim 0: LLaVA's (1, 3, H, W) pixel_values become
     (n, 3, H, W); Qwen2-Audio's (1, mels, frames) input_features and (1, frames) feature_attention_mask,
-    Qwen2-VL's flattened patches and image_grid_thw concatenate the same way."""
+    Qwen2-VL's flattened patches and image_grid_thw concatenate the same way. The tensors land on
+    `device` (None: where they are)."""
     if not mms or not mms[0]:
         return {}
     # a few processors return a plain list beside the tensors (Qwen2.5-VL's seconds per video frame group)
-    return {k: torch.cat([m[k] for m in mms]) if torch.is_tensor(mms[0][k]) else [x for m in mms for x in m[k]]
+    return {k: torch.cat([m[k] for m in mms]).to(device) if torch.is_tensor(mms[0][k]) else [x for m in mms for x in m[k]]
             for k in mms[0]}
-
-
-def to_device(v, device):
-    """A processor output on the policy's device (a plain list stays as it is)."""
-    return v.to(device) if torch.is_tensor(v) else v
 
 
 # Chat templates end a turn with one of these. A base model prompted through its chat template (the
@@ -178,7 +174,7 @@ class HFEngine:
 
         pad, device = self.tok.pad_token_id, self.model.device
         batch = [ids for ids, _ in encoded]
-        mm = {k: to_device(v, device) for k, v in cat_mm([m for _, m in encoded]).items()}  # e.g. pixel_values (b, 3, H, W)
+        mm = cat_mm([m for _, m in encoded], device)  # e.g. pixel_values (b, 3, H, W)
         width = max(map(len, batch))
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=device)  # (b, P) left-padded
         attention_mask = (torch.arange(width) >= torch.tensor([width - len(x) for x in batch])[:, None]).long().to(device)

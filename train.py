@@ -50,7 +50,7 @@ from encoders import load_encoder
 from eval import format_summary, question_records, summarize, votes_changed
 from monitor import CollapseMonitor, jsonable, plot_curves, step_metrics
 from rewards import REWARDS, USES_ENCODER, RewardContext, extract, majority_vote
-from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine, to_device
+from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine
 
 
 def main(argv=None):
@@ -175,7 +175,7 @@ def sequence_logprobs(model, batch: grpo.Experience, temperature: float, dtype: 
     entropy at each position (B*M, T), computed without gradient (it is only logged). dtype bfloat16:
     the forward runs under autocast (float32 weights); the log-softmax is float32 either way."""
     device = batch.input_ids.device
-    media = {k: to_device(v, device) for k, v in cat_mm(batch.media).items()}  # e.g. pixel_values (B*M, 3, H, W)
+    media = cat_mm(batch.media, device)  # e.g. pixel_values (B*M, 3, H, W)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **media).logits[:, :-1]  # (B*M, T, V)
     logp = grpo.token_logprobs(logits, batch.targets, temperature)  # (B*M, T)
