@@ -40,11 +40,17 @@ def init(device: str, timeout_minutes: float = 60.0) -> None:
         return
     launched = True
     world, rank, local_rank = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
-    if device.startswith("cuda"):
-        if device != "cuda" and world > 1:
-            raise SystemExit(f"--device {device} under torchrun: pass --device cuda, each rank takes cuda:LOCAL_RANK")
-        torch.cuda.set_device(local_rank)
-    td.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(minutes=timeout_minutes))
+    timeout = timedelta(minutes=timeout_minutes)
+    if not device.startswith("cuda"):
+        td.init_process_group("gloo", timeout=timeout)
+        return
+    if device != "cuda" and world > 1:
+        raise SystemExit(f"--device {device} under torchrun: pass --device cuda, each rank takes cuda:LOCAL_RANK")
+    gpu = torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)  # one rank may name its GPU
+    torch.cuda.set_device(gpu)
+    # device_id binds NCCL to this rank's GPU. Without it NCCL guesses the GPU from the rank and warns
+    # that a guess can hang where ranks and GPUs do not line up; barrier() warns too (both seen on an H200).
+    td.init_process_group("nccl", timeout=timeout, device_id=gpu)
 
 
 def is_main() -> bool:

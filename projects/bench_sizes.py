@@ -20,17 +20,27 @@ Achieved FLOP/s counts 2 FLOPs per weight per generated token plus attention ove
 (4 x layers x hidden x context), divided by the measured peak of a float32 matmul on this machine.
 
     python projects/bench_sizes.py --table step           # about 10 minutes; needs TRL (requirements-bench.txt)
+    python projects/bench_sizes.py --table step --sizes 100M --device cuda --engines hf   # a GPU without vLLM
 
 The step table: one TTRL step on the 25M model (--sizes to change), nanoTTRL's train.py with each
-engine against TRL's GRPOTrainer (transformers generate), same model, prompts (tiny-math questions in
-the plain-text format, answer format "text"), --prompts x --n completions of --max-tokens, same majority
-vote reward, no KL, one update per step, float32. Each trainer runs --steps steps in a fresh process,
-the first dropped; trainers alternate TRL, hf, vllm, TRL, ... over --repeats rounds (median, range).
-Phases: ours from metrics.jsonl (sample, reward, train, sync); TRL's generate calls are timed by
+engine (--engines) against TRL's GRPOTrainer (transformers generate), same model, prompts (tiny-math
+questions in the plain-text format, answer format "text"), --prompts x --n completions of --max-tokens,
+same majority vote reward, no KL, one update per step. Each trainer runs --steps steps in a fresh
+process, the first dropped; trainers alternate TRL, hf, vllm, TRL, ... over --repeats rounds (median,
+range). Phases: ours from metrics.jsonl (sample, reward, train, sync); TRL's generate calls are timed by
 wrapping model.generate, the rest of its step (reward, loss, update, its logging) is "train". The
 train phase's FLOPs are 3x a forward pass (forward + backward) over every trained token.
+
+--device: where both trainers run. cpu: float32 throughout, shares of this CPU's float32 matmul peak.
+cuda (one GPU): float32 weights and optimizer with bfloat16 autocast in both trainers, generation
+included (train.py --dtype bfloat16, its GPU default; TRL bf16=True, use_cpu=False), and the shares
+divide by the peak of a bfloat16 8192^2 matmul on that GPU. GPU work runs asynchronously, so every
+clock that splits a step waits for it (torch.cuda.synchronize): around the peak's matmuls and TRL's
+generate and step ends; train.py's phases already end on values read back from the GPU (token ids, the
+weight norm after the update). --engines hf leaves vLLM out (never imported): for machines without it.
 """
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -67,12 +77,26 @@ def build(folder: Path, size: str) -> Path:
     return folder
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> float:
-    """FLOP/s of the best of `repeats` n x n matmuls (after one warm-up)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
-    return 2 * n ** 3 / best
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 3, device: str = "cpu", inner: int = 1) -> float:
+    """FLOP/s of the best of `repeats` timings of `inner` n x n matmuls on `device` (after one warm-up
+    round). A GPU's timing waits for its kernels; `inner` > 1 spreads that wait's cost over several."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+
+    def matmuls():
+        for _ in range(inner):
+            a @ b
+        sync(device)
+
+    matmuls()  # warm-up: first-call allocations (on a GPU also cuBLAS's handle and the clocks' ramp-up)
+    best = min(_seconds(matmuls) for _ in range(repeats))
+    return 2 * n ** 3 * inner / best
+
+
+def sync(device: str) -> None:
+    """Wait for the GPU's queued kernels (it runs them asynchronously), so a wall clock around GPU work
+    counts them; nothing to wait for on a CPU."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _seconds(fn) -> float:
@@ -125,7 +149,8 @@ def ours_step(engine: str, folder: Path, args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "train.py", "--model", str(folder), "--engine", engine, "--max-steps", str(args.steps),
                "--eval-k", "0", "--prompts-per-step", str(args.prompts), "--n-votes", str(args.n), "--n-train",
-               str(args.n), "--max-tokens", str(args.max_tokens), "--answer-format", "text", "--out", out]
+               str(args.n), "--max-tokens", str(args.max_tokens), "--answer-format", "text", "--device", args.device,
+               "--dtype", args.dtype, "--out", out]
         p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
         if p.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
@@ -153,6 +178,7 @@ def trl_step(folder: str, args) -> dict:
 
     class StepClock(TrainerCallback):
         def on_step_end(self, *a, **k):
+            sync(args.device)  # the update's kernels may still be queued
             ends.append(time.perf_counter())
 
     def vote_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
@@ -167,12 +193,14 @@ def trl_step(folder: str, args) -> dict:
         return rewards
 
     tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)  # float32 master weights, as train.py
     generate = model.generate
 
     def timed_generate(*a, **k):
+        sync(args.device)  # the step's earlier GPU work is not generate's
         t = time.perf_counter()
         out = generate(*a, **k)
+        sync(args.device)
         generate_s.append(time.perf_counter() - t)
         lengths.append(out.shape[1] - k["input_ids"].shape[1])
         return out
@@ -184,7 +212,8 @@ def trl_step(folder: str, args) -> dict:
         output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=args.prompts * args.n,
         num_generations=args.n, max_completion_length=args.max_tokens, max_steps=args.steps, temperature=1.0,
         beta=0.0, learning_rate=5e-5, gradient_checkpointing=False,  # as train.py (TRL defaults: 1e-6, checkpointing on)
-        logging_steps=1, report_to="none", bf16=False, use_cpu=True, save_strategy="no", disable_tqdm=True)
+        logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+        bf16=args.dtype == "bfloat16", use_cpu=args.device == "cpu")  # bf16: autocast over the float32 weights, as train.py
     trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=vote_reward, args=config,
                           train_dataset=data, callbacks=[StepClock()])
     trainer.remove_callback(PrinterCallback)
@@ -197,7 +226,7 @@ def trl_step(folder: str, args) -> dict:
 
 def run_trl(folder: Path, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", "trl", str(folder), "--steps", str(args.steps), "--prompts",
-           str(args.prompts), "--n", str(args.n), "--max-tokens", str(args.max_tokens)]
+           str(args.prompts), "--n", str(args.n), "--max-tokens", str(args.max_tokens), "--device", args.device]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
@@ -214,7 +243,7 @@ def step_table(args, peak: dict, models: Path) -> None:
         tok = AutoTokenizer.from_pretrained(folder)
         prompt_len = statistics.mean(len(tok(make_prompt(r["question"], tok, None, answer_format="text")["text"]).input_ids)
                                      for r in tinymath.test_split())
-        trainers = {"TRL GRPOTrainer (generate)": None, "nanoTTRL, hf engine": "hf", "nanoTTRL, vllm engine": "vllm"}
+        trainers = {"TRL GRPOTrainer (generate)": None, **{f"nanoTTRL, {e} engine": e for e in args.engines}}
         runs = {name: [] for name in trainers}
         for r in range(args.repeats):
             for name, engine in trainers.items():  # interleaved: a slow moment hits every trainer
@@ -233,13 +262,14 @@ def step_table(args, peak: dict, models: Path) -> None:
             train_flops = 3 * seqs * (prompt_len + length) * (2 * params + attention * (prompt_len + length) / 2)
             rows.append([name, *(f"{med[k]:.2f}" for k in ("sample", "reward", "train", "sync")),
                          f"{med['step']:.2f} ({min(x['step'] for x in xs):.2f}-{max(x['step'] for x in xs):.2f})",
-                         f"{med['step'] / trl_med:.2f}", f"{sample_flops / med['sample'] / peak['float32']:.1%}",
-                         f"{train_flops / med['train'] / peak['float32']:.1%}", f"{length:.0f}"])
+                         f"{med['step'] / trl_med:.2f}", f"{sample_flops / med['sample'] / peak[args.dtype]:.1%}",
+                         f"{train_flops / med['train'] / peak[args.dtype]:.1%}", f"{length:.0f}"])
         print(f"\n### One TTRL step, {size} ({params / 1e6:.1f}M parameters): {args.prompts} prompts x {args.n} completions "
               f"x {args.max_tokens} tokens (prompt {prompt_len:.0f} tokens), median of {args.repeats} rounds of steps "
-              f"2-{args.steps}; goal ours / TRL <= 0.5 with the same engine")
+              f"2-{args.steps}, on {args.device} in {args.dtype}; goal ours / TRL <= 0.5 with the same engine")
+        peak_name = "GPU bf16" if args.device == "cuda" else "CPU fp32"  # the matmul peak the shares divide by
         header = ["trainer", "sample (s)", "reward (s)", "train (s)", "sync (s)", "step (s, range)", "/ TRL",
-                  "sample % of fp32 peak", "train % of fp32 peak", "mean length"]
+                  f"sample % of {peak_name} peak", f"train % of {peak_name} peak", "mean length"]
         print("\n| " + " | ".join(header) + " |\n" + "|---" * len(header) + "|")
         print("\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows))
 
@@ -287,22 +317,39 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=128, help="tokens generated per completion")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds per size: median and range over them")
     ap.add_argument("--models", default=None, help="folder for the random models (default: a temporary one)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="step: where both trainers run; cuda: one GPU, bfloat16 autocast, shares of its bf16 matmul peak")
+    ap.add_argument("--engines", nargs="+", default=["hf", "vllm"], choices=["hf", "vllm"],
+                    help="step: nanoTTRL's rollout engines timed against TRL; hf alone where vLLM is not installed "
+                         "(it is then never imported)")
     ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "FOLDER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.dtype = "bfloat16" if args.device == "cuda" else "float32"  # both trainers' compute dtype (docstring)
     if args.worker:
         engine, folder = args.worker
         print(json.dumps(trl_step(folder, args) if engine == "trl" else worker(engine, folder, args.ns, args.prompts,
                                                                                 args.max_tokens)))
         return
     args.sizes = args.sizes or (list(SIZES) if args.table == "rollouts" else ["25M"])
+    if args.device == "cuda" and args.table == "rollouts":
+        ap.error("--device cuda: the step table only (--table step); the rollouts table runs on the CPU")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no GPU")
+    if args.table == "step" and "vllm" in args.engines and importlib.util.find_spec("vllm") is None:
+        ap.error("--engines vllm: vLLM is not installed; pass --engines hf")  # before minutes of TRL runs, not after
 
     t0 = time.time()
-    peak = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16, n=512)}  # bf16: slow on most CPUs
+    machine = f"machine: {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}"
+    if args.device == "cuda":  # the GPU's own peak: 8192^2 bf16 matmuls, 10 per timing (small ones do not fill it)
+        peak = {"bfloat16": matmul_peak(torch.bfloat16, n=8192, repeats=5, device="cuda", inner=10)}
+        machine += (f"; GPU {torch.cuda.get_device_name()}, matmul peak bfloat16 {peak['bfloat16'] / 1e12:.0f} TFLOP/s "
+                    f"(8192^2); bfloat16 autocast over float32 weights")
+    else:
+        peak = {"float32": matmul_peak(torch.float32), "bfloat16": matmul_peak(torch.bfloat16, n=512)}  # bf16: slow on most CPUs
+        machine += (f"; matmul peak float32 {peak['float32'] / 1e9:.1f} GFLOP/s (2048^2), bfloat16 "
+                    f"{peak['bfloat16'] / 1e9:.1f} GFLOP/s (512^2); float32")
     print(f"## {'Rollout speed' if args.table == 'rollouts' else 'One TTRL step'} by model size (bench_sizes.py "
-          f"--table {args.table})\n\nmachine: {os.cpu_count()} CPUs, torch threads "
-          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}; matmul peak float32 "
-          f"{peak['float32'] / 1e9:.1f} GFLOP/s (2048^2), bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s (512^2); "
-          f"{args.max_tokens} tokens per completion, T = 1.0, float32", flush=True)
+          f"--table {args.table})\n\n{machine}; {args.max_tokens} tokens per completion, T = 1.0", flush=True)
     models = Path(args.models or tempfile.mkdtemp(prefix="bench-sizes-"))
     (rollouts_table if args.table == "rollouts" else step_table)(args, peak, models)
     print(f"\ntotal {time.time() - t0:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")

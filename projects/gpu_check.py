@@ -1,5 +1,5 @@
-"""The GPU check, ready to run: what a real GPU run needs, measured in one go (about 6 minutes on one
-H100), written to one JSON file. No vLLM, no model hub, no internet needed.
+"""The GPU check: what a real GPU run needs, measured in one go (343 s on one H200, 2026-12-04; the
+figures are in docs/gpu.md), written to one JSON file. No vLLM, no model hub, no internet needed.
 
     python projects/gpu_check.py --out gpu_check.json                      # on a GPU machine
     python projects/gpu_check.py --small --device cpu --out /tmp/g.json    # the same code, tiny sizes, on CPU
@@ -18,13 +18,14 @@ Checks (each records its own error and the others go on):
                 whether the resumed step 2 equals the first one.
   e. torchrun   python -m torch.distributed.run --nproc_per_node 1 train.py, DDP and --fsdp, 2 steps.
 
-On a GPU machine without internet (the device tool), bring what it lacks, prepared here:
-  - the embedded models, built here: NANOTTRL_CACHE=.cache python -m data.tinymath (and data.tinydigits,
-    data.tinyaudio); carry .cache;
-  - math-verify and its two dependencies as Python 3.12 wheels in .whl (see the device tool's notes:
-    pip download --no-deps ... math-verify==0.9.0 latex2sympy2_extended==1.11.0 antlr4-python3-runtime==4.13.2);
-  - then: pip install --target /tmp/site .whl/*.whl; PYTHONPATH=/tmp/site NANOTTRL_CACHE=.cache
-    python projects/gpu_check.py --out $OUT/gpu_check.json
+On a GPU machine without internet, bring what it lacks, prepared on a machine with internet, in two
+git-ignored folders of the repository, and run the check through projects/gpu_check.sh (it installs
+the wheels aside, runs this check and collects its logs; its header has the commands):
+  - .cache: the embedded models, built with NANOTTRL_CACHE=.cache python -m data.tinymath (and
+    data.tinydigits, data.tinyaudio);
+  - .whl: math-verify 0.9.0, latex2sympy2_extended 1.11.0 and antlr4-python3-runtime 4.13.2 as wheels
+    for the GPU machine's Python (pip download --no-deps --python-version ... --platform ...).
+Each train.py run's whole output is kept beside its run folder (--work), e.g. runs/gpu_check/tiny-math.log.
 """
 import argparse
 import json
@@ -94,7 +95,8 @@ def a_update(args, device: str) -> dict:
             engine_block = torch.empty(int(run_args.vllm_gpu_memory * total), dtype=torch.uint8, device=device)
         reset(device)
         t = time.time()
-        batch.old_logp = train.no_grad_logprobs(model, batch, run_args)  # the step's no-gradient pass
+        # the preset's U = 8 updates per step fix the old policy's log-probs first (train.policy_before_update)
+        batch.old_logp, batch.entropy = train.no_grad_logprobs(model, batch, run_args, entropy=True)
         batch.ref_logp = train.no_grad_logprobs(ref, batch, run_args)
         t_frozen = time.time() - t
         stats = train.update_policy(model, opt, batch, run_args)
@@ -165,10 +167,12 @@ def c_engine(args, device: str) -> dict:
     return out
 
 
-def run(cmd: list[str], cwd: Path, timeout: int) -> dict:
+def run(cmd: list[str], cwd: Path, timeout: int, log: Path) -> dict:
+    """Runs cmd; its whole output goes to `log`, its last lines (progress bars left out) into the report."""
     t = time.time()
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    tail = [line for line in (p.stdout + p.stderr).splitlines() if line.strip() and "%|" not in line][-3:]  # no progress bars
+    log.write_text(p.stdout + p.stderr)
+    tail = [line for line in (p.stdout + p.stderr).splitlines() if line.strip() and "%|" not in line][-3:]
     return {"exit": p.returncode, "seconds": round(time.time() - t, 1), "tail": tail}
 
 
@@ -188,13 +192,17 @@ def d_runs(args, device: str, work: Path) -> dict:
         folder = work / name
         base = [sys.executable, str(REPO / "train.py")]
         first = run(base + flags + ["--engine", "hf", "--device", device, "--max-steps", "2", "--save-every", "1",
-                                    "--eval-k", "2", "--out", str(folder), "--start-over"], REPO, 900)
+                                    "--eval-k", "2", "--out", str(folder), "--start-over"], REPO, 900,
+                    work / f"{name}.log")
         steps = metrics(folder) if first["exit"] == 0 else []
-        resumed = run(base + ["--resume", str(folder)], REPO, 900)
+        resumed = run(base + ["--resume", str(folder)], REPO, 900, work / f"{name}-resume.log")
         again = metrics(folder) if resumed["exit"] == 0 else []
-        out[name] = {"run": first, "resume": resumed,
-                     "resumed_step_2_equal": bool(steps and again and steps[1] == again[1]),
+        equal = bool(steps and again and steps[1] == again[1])
+        out[name] = {"run": first, "resume": resumed, "resumed_step_2_equal": equal,
                      "step_2": again[1] if len(again) > 1 else None}
+        if steps and len(again) > 1 and not equal:  # which figures differ: a float's last bits, or a real change
+            out[name]["step_2_differs"] = {k: [steps[1].get(k), again[1].get(k)] for k in steps[1].keys() | again[1].keys()
+                                           if steps[1].get(k) != again[1].get(k)}
     return out
 
 
@@ -204,7 +212,7 @@ def e_torchrun(args, device: str, work: Path) -> dict:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", str(REPO / "train.py"),
                "--engine", "hf", "--device", device, "--max-steps", "2", "--eval-k", "0", "--save-every", "0",
                "--out", str(work / f"torchrun-{mode}"), "--start-over", *flags]
-        out[mode] = run(cmd, REPO, 600)
+        out[mode] = run(cmd, REPO, 600, work / f"torchrun-{mode}.log")
     return out
 
 

@@ -254,6 +254,22 @@ def test_one_process_needs_no_process_group():
     assert not torch.distributed.is_initialized()
 
 
+@pytest.mark.parametrize("device,local_rank,gpu", [("cuda", 1, "cuda:1"), ("cuda:1", 0, "cuda:1")])
+def test_nccl_is_bound_to_the_rank_gpu(monkeypatch, device, local_rank, gpu):
+    # On an H200 without device_id, NCCL warned that it guessed the GPU from the rank (a hang where ranks
+    # and GPUs do not line up) and barrier() that it used the current device: each rank names its GPU.
+    calls = {}
+    monkeypatch.setenv("WORLD_SIZE", "2" if device == "cuda" else "1")
+    monkeypatch.setenv("RANK", str(local_rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    for name in ("world", "rank", "local_rank", "launched"):
+        monkeypatch.setattr(dist, name, getattr(dist, name))  # restored after the test
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.update(current=d))
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, **k: calls.update(backend=backend, **k))
+    dist.init(device)
+    assert calls["backend"] == "nccl" and calls["device_id"] == calls["current"] == torch.device(gpu)
+
+
 def test_fsdp_needs_torchrun():
     with pytest.raises(SystemExit, match="--fsdp shards the trainer over torchrun's processes"):
         train.check_distributed(train.parse_args(["--fsdp"]), False, 1)

@@ -1,20 +1,27 @@
-"""projects/gpu_check.py, the GPU check, runs its CPU-possible parts at tiny sizes (about 1.5 minutes).
+"""projects/gpu_check.py, the GPU check, runs its CPU-possible parts at tiny sizes through
+projects/gpu_check.sh (about 1 minute).
 
     python -m pytest tests/infra/test_gpu_check.py -q
 """
 import json
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_check_runs_on_cpu_at_tiny_sizes(tmp_path):
-    out = tmp_path / "check.json"
-    subprocess.run([sys.executable, str(REPO / "projects" / "gpu_check.py"), "--small", "--device", "cpu",
-                    "--out", str(out), "--work", str(tmp_path / "work")], cwd=REPO, check=True, capture_output=True, timeout=900)
-    report = json.loads(out.read_text())
+    # through projects/gpu_check.sh, as on a GPU machine: the script's JSON, log and run logs
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable}
+    subprocess.run(["bash", str(REPO / "projects" / "gpu_check.sh"), "--small", "--device", "cpu"], env=env,
+                   check=True, capture_output=True, timeout=900)
+    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert "e. torchrun" in (tmp_path / "out" / "gpu_check.log").read_text()
+    with tarfile.open(tmp_path / "out" / "gpu_check_runs.tar.gz") as tar:
+        assert "work/tiny-math.log" in tar.getnames() and "work/tiny-math/metrics.jsonl" in tar.getnames()
     for section in ("update", "precision", "engine", "runs", "torchrun"):
         assert "error" not in report[section], report[section]
     assert report["update"]["alone"]["update"] == "ok" and report["update"]["with_engine_block"]["update"] == "ok"
