@@ -35,7 +35,8 @@ same folder and takes its own RNG states back.
 
 Resuming: the run's config.json is the source of truth. Flags given next to --resume must equal it,
 except RESUMABLE ones (how to run, not what to compute): a differing key is an error naming it.
-metrics.jsonl is cut back to the checkpoint's step, so every step appears in it exactly once.
+metrics.jsonl (and eval_steps.jsonl, groups.jsonl) is cut back to the checkpoint's step, so every step
+appears in it exactly once.
 """
 import contextlib
 import errno
@@ -56,7 +57,7 @@ import torch
 
 # Flags that may change between a run and its resumption: they change speed or memory, not the math.
 RESUMABLE = {"resume", "restart", "start_over", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
-             "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout", "max_weight_change"}
+             "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout", "max_weight_change", "eval_every", "log_groups"}
 STATE = "trainer_state.pt"
 KEEP_STATES = 2  # checkpoints that keep their trainer state (optimizer, RNG, data order): the newest two
 LOCK = ".lock"  # in a run folder: who is writing there (pid, host); locked while that process lives

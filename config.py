@@ -82,6 +82,7 @@ RANGES = {
     "max_steps": (lambda v: v is None or v >= 1, "an integer >= 1 (or left out: from --epochs)"),
     "save_every": (COUNT[0], "an integer >= 0 (0 = only final/)"), "keep_checkpoints": (COUNT[0], "an integer >= 0 (0 = all)"),
     "eval_k": (COUNT[0], "an integer >= 0 (0 = no evaluation)"), "adapt_on": (COUNT[0], "an integer >= 0 (0 = all questions)"),
+    "eval_every": (COUNT[0], "an integer >= 0 (0 = before and after training only)"),
     "seed": COUNT,
     "lr": (lambda v: 0 < v <= 1e36, "a number in (0, 1e36] (AdamW's first step is lr / 0.1, applied in float32)"),
     "epochs": (lambda v: 0 < v < math.inf, "a finite number > 0"),
@@ -169,7 +170,8 @@ def parse_args(argv=None, description: str | None = None):
     a("--epochs", type=float, default=3, help="passes over the test questions")
     a("--max-steps", type=int, default=None, help="stop after this many steps (default: from --epochs)")
     a("--reward", default="majority", choices=list(REWARDS), help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes (TTRV); "
-      "centroid / cluster / cluster-continuous / judge: OP-TTRAV's semantic rewards (rewards.py, docs/rewards.md)")
+      "centroid / cluster / cluster-continuous / judge: OP-TTRAV's semantic rewards (rewards.py, docs/rewards.md); "
+      "truth: a BASELINE that reads the true answers (RL on them, the paper's upper bound), not test-time RL")
     a("--encoder", default="minilm", help="semantic rewards: minilm (packaged all-MiniLM-L6-v2), tfidf, or a sentence-transformers name/folder")
     a("--centroid-anchor", default="medoid", choices=["medoid", "centroid"], help="centroid reward: cosine to the medoid answer (OP-TTRAV) or to the mean direction")
     a("--cluster-k-min", type=int, default=2, help="cluster rewards: smallest K tried by KMeans (K = 1 when every answer agrees)")
@@ -213,6 +215,10 @@ def parse_args(argv=None, description: str | None = None):
     a("--dist-timeout", type=float, default=60.0, help="torchrun: minutes a rank waits for the others (rank 0 writing a large "
       "checkpoint, say) before the run fails")
     a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
+    a("--log-groups", action="store_true", help="write each step's groups to groups.jsonl: the N answers, the pseudo-label, "
+      "each reward (and the true answer where there is one, for reading): what the vote looked like")
+    a("--eval-every", type=int, default=0, help="also evaluate every K steps during training (as --eval-k): eval_steps.jsonl and "
+      "curves.png's accuracy panel; 0 = before and after training only")
     a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
     a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
     # collapse monitor (TTRV's long runs collapsed): warn when a signal stays under its floor

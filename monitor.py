@@ -69,6 +69,16 @@ def step_metrics(result: dict, truths: list[str | None], grade, args, step: int,
     }
 
 
+def group_lines(result: dict, questions: list[int], truths: list[str | None], step: int) -> list[dict]:
+    """--log-groups: one groups.jsonl line per group of the step: the question's index in the data, the
+    N answers, the pseudo-label, each reward, and the true answer where there is one (for reading;
+    training never saw it). torchrun: every rank's groups, in step order."""
+    mine = [{"question": q, "answers": a, "label": label, "truth": t}
+            for q, a, label, t in zip(questions, result["answers"], result["labels"], truths)]
+    return [{"step": step, **g, "rewards": [round(float(r), 6) for r in rewards]}
+            for g, rewards in zip(dist.all_gather_shards(mine), result["rewards"].tolist())]
+
+
 def jsonable(m: dict) -> dict:
     """NaN and inf as null: metrics.jsonl stays JSON (a wrecked update's loss is NaN; bare NaN is not JSON)."""
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in m.items()}
@@ -94,9 +104,42 @@ PANELS = ["reward_mean", "true_reward", "label_acc", "reward_acc", "majority_rat
           "entropy", "response_len", "truncated_frac", "zero_std_frac", "kl", "clip_frac", "grad_norm", "sampler_gap", "lr"]
 
 
+def evaluations(out: Path) -> list[dict]:
+    """The run's evaluations in step order: eval_before.json at step 0, eval_steps.jsonl (--eval-every),
+    eval_after.json at the last step of metrics.jsonl; those that exist."""
+    points = []
+    if (out / "eval_before.json").exists():
+        points.append({"step": 0, **json.loads((out / "eval_before.json").read_text())})
+    if (out / "eval_steps.jsonl").exists():
+        points += [json.loads(line) for line in open(out / "eval_steps.jsonl")]
+    if (out / "eval_after.json").exists() and (out / "metrics.jsonl").exists():
+        last = [json.loads(line)["step"] for line in open(out / "metrics.jsonl")][-1:] or [0]
+        points.append({"step": last[0], **json.loads((out / "eval_after.json").read_text())})
+    return points
+
+
+def plot_evaluations(ax, points: list[dict]) -> None:
+    """avg@k, maj@k and greedy accuracy at each evaluation (95% intervals as bars), and the start
+    model's maj@k as a dashed line: TTRL's claim is that avg@k climbs above it."""
+    k = next((m.split("@")[1] for p in points for m in p if m.startswith("avg@")), None)
+    if k is None:
+        ax.text(0.5, 0.5, "no evaluation with true answers", ha="center", va="center", transform=ax.transAxes)
+    for metric in ([f"avg@{k}", f"maj@{k}", "greedy"] if k else []):
+        xs = [p for p in points if metric in p]
+        lo_hi = [p["ci95"].get(metric, [p[metric]] * 2) for p in xs]
+        ax.errorbar([p["step"] for p in xs], [p[metric] for p in xs], marker="o", ms=3, capsize=2, label=metric,
+                    yerr=[[p[metric] - lh[0] for p, lh in zip(xs, lo_hi)], [lh[1] - p[metric] for p, lh in zip(xs, lo_hi)]])
+    if k and points[0]["step"] == 0 and f"maj@{k}" in points[0]:
+        ax.axhline(points[0][f"maj@{k}"], ls="--", c="k", lw=0.8, label=f"start model's maj@{k}")
+    if k:
+        ax.legend(fontsize=7)
+    ax.set_title("evaluation accuracy")
+    ax.set_xlabel("step")
+
+
 def plot_curves(out: Path, args=None) -> None:
-    """curves.png: one panel per metric; collapse floors dashed, steps with a warning or a skipped
-    update marked (red / grey vertical lines)."""
+    """curves.png: the evaluations' accuracy (plot_evaluations), then one panel per metric; collapse
+    floors dashed, steps with a warning or a skipped update marked (red / grey vertical lines)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -105,9 +148,12 @@ def plot_curves(out: Path, args=None) -> None:
     if not rows:
         return
     floors = {"entropy": getattr(args, "collapse_entropy", None), "distinct_answers": getattr(args, "collapse_distinct", None)}
-    fig, axes = plt.subplots(4, 4, figsize=(16, 13))
+    fig, axes = plt.subplots(5, 4, figsize=(16, 16))
+    plot_evaluations(axes.flat[0], evaluations(out))
+    for ax in axes.flat[1 + len(PANELS):]:
+        ax.axis("off")
     x = [r["step"] for r in rows]
-    for ax, k in zip(axes.flat, PANELS):
+    for ax, k in zip(axes.flat[1:], PANELS):
         ax.plot(x, [r.get(k, float("nan")) for r in rows])
         if floors.get(k) is not None:
             ax.axhline(floors[k], ls="--", c="r", lw=0.8)

@@ -18,6 +18,12 @@ A reward mode turns one step's answers into rewards, without ever seeing a true 
 | cluster              | OP-TTRAV | 1 if y_i is in the largest k-means cluster of the embeddings     | {0, 1} |
 | cluster-continuous   | OP-TTRAV | (cos(y_i, the largest cluster's anchor) + 1) / 2                 | [0, 1] |
 | judge                | OP-TTRAV | a judge model's 0-10 score of y_i against the medoid answer, / 10 | [0, 1] |
+| truth (a baseline)   | TTRL     | 1 if y_i is right by the task's checker: READS THE TRUE ANSWERS   | {0, 1} |
+
+`truth` is the one exception to "never a true answer": RL trained on the real answers, the upper
+bound the TTRL paper compares against ("RL with leakage"). It is a baseline for comparison
+(labs/beyond_the_vote.py), never a default; train.py refuses it on data without answers and hands
+ctx.truths to this mode alone.
 
 Adding a mode: one function with this signature and one entry in REWARDS (docs/rewards.md has an
 example); a mode that calls ctx.embed also goes in USES_ENCODER, so train.py loads the encoder.
@@ -53,6 +59,8 @@ class RewardContext:
     cluster_k_min: int = 2  # cluster modes: the range of K tried by k-means
     cluster_k_max: int = 4
     seed: int = 0  # k-means seed
+    grade: Callable[[str | None, str], bool] | None = None  # truth baseline: the task's checker (data/tasks.py)
+    truths: list[str] | None = None  # (B,) the true answers: given to the truth baseline alone
 
 
 # ---------------------------------------------------------------------------
@@ -107,6 +115,13 @@ def judge(answers: list[list[str | None]], ctx: RewardContext) -> tuple[np.ndarr
     return np.stack(rewards), [_answer_at(group, i) for group, (i, _) in zip(answers, refs)]
 
 
+def truth(answers: list[list[str | None]], ctx: RewardContext) -> tuple[np.ndarray, list]:
+    """BASELINE, not test-time RL: 1 if the answer is right by the task's checker, else 0 (RL on the true
+    answers). Label: the true answer."""
+    rewards = [[float(ctx.grade(a, t)) for a in group] for group, t in zip(answers, ctx.truths)]
+    return np.array(rewards), list(ctx.truths)
+
+
 REWARDS = {
     "majority": majority,
     "frequency": frequency,
@@ -114,6 +129,7 @@ REWARDS = {
     "cluster": cluster,
     "cluster-continuous": cluster_continuous,
     "judge": judge,
+    "truth": truth,  # a baseline that reads the true answers (above)
 }
 USES_ENCODER = {"centroid", "cluster", "cluster-continuous", "judge"}  # modes that call ctx.embed
 

@@ -48,7 +48,7 @@ import grpo
 from config import check_distributed, parse_args
 from encoders import load_encoder
 from eval import format_summary, question_records, summarize, votes_changed
-from monitor import CollapseMonitor, jsonable, plot_curves, step_metrics
+from monitor import CollapseMonitor, group_lines, jsonable, plot_curves, step_metrics
 from rewards import REWARDS, USES_ENCODER, RewardContext, extract, majority_vote
 from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine
 
@@ -66,12 +66,14 @@ def main(argv=None):
         lr = run.sched.get_last_lr()[0]  # the learning rate of this step's update (ttrl_step moves the schedule on)
         result = ttrl_step(run, questions, step)
         run.nonfinite_skips += result["stats"]["nonfinite"]
-        metrics = step_metrics(result, [run.rows[i]["answer"] for i in questions], run.grade, args, step=step + 1,
-                         epoch=(step + 1) / run.steps_per_epoch, lr=lr,
-                         nonfinite_skips=run.nonfinite_skips)
+        truths = [run.rows[i]["answer"] for i in questions]  # step 7 reads them, for monitoring only
+        metrics = step_metrics(result, truths, run.grade, args, step=step + 1, epoch=(step + 1) / run.steps_per_epoch,
+                               lr=lr, nonfinite_skips=run.nonfinite_skips)
         metrics["collapse_warning"] = collapse.check(metrics)
-        write_step(run, metrics)
+        write_step(run, metrics, group_lines(result, questions, truths, step + 1) if args.log_groups else [])
         check_update(run, metrics)  # a wrecking update stops the run before a checkpoint keeps its weights
+        if args.eval_every and metrics["step"] % args.eval_every == 0 and metrics["step"] < run.total_steps:
+            evaluate(run, "during", step=metrics["step"])  # accuracy over training (eval_steps.jsonl, curves.png)
         if args.save_every and metrics["step"] % args.save_every == 0 and metrics["step"] < run.total_steps:
             save_checkpoint(run, metrics["step"])
     after = evaluate(run, "after")
@@ -93,10 +95,12 @@ def ttrl_step(run: "Run", questions: list[int], step: int) -> dict:
     clock.lap("sample")
 
     # 2. reward: every completion's answer; each group's majority vote (TTRL's pseudo-label, logged in
-    # every mode); the reward mode turns the answers into rewards without reading a true answer
+    # every mode); the reward mode turns the answers into rewards without reading a true answer (but
+    # --reward truth, a baseline to compare against: it alone is handed them)
     answers = [[extract(r.text, args.answer_format) for r in g] for g in groups]  # B lists of N (str or None)
     votes = [majority_vote(a, exact=args.answer_format == "text") for a in answers]
-    context = RewardContext(votes, [run.rows[i]["question"] for i in questions], **run.reward_settings)
+    truths = [run.rows[i]["answer"] for i in questions] if args.reward == "truth" else None  # the baseline alone
+    context = RewardContext(votes, [run.rows[i]["question"] for i in questions], truths=truths, **run.reward_settings)
     rewards, labels = REWARDS[args.reward](answers, context)  # (B, N), B labels
     rewards = np.stack(dist.all_gather_shards(list(rewards)))  # torchrun: every rank's groups, in step order
     rewards = torch.tensor(rewards, dtype=torch.float32, device=args.device)  # (B, N)
@@ -330,6 +334,9 @@ def setup(args) -> Run:
     out = Path(dist.broadcast(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"))  # rank 0's clock names it
     # every check before anything is written in the run folder: the data, the prompt, the model's path
     rows = data.files.rows_for(args, args.model)
+    if args.reward == "truth" and any(r["answer"] is None for r in rows):
+        raise SystemExit(f"--reward truth is a baseline that trains on the true answers: {sum(r['answer'] is None for r in rows)} "
+                         f"of the {len(rows)} questions of --data {args.data} have none (test-time RL needs none: --reward majority)")
     template = data.prompts.load_template(args.prompt_template)
     with dist.main_first():  # one process builds an embedded model into the cache, the others load it
         model_path = data.tasks.resolve_model(args.model)
@@ -357,15 +364,16 @@ def setup(args) -> Run:
     if args.judge_model:  # a separate, frozen judge with its own engine (config.py: judge mode only)
         judge_policy, judge_tok = load_policy(args.judge_model, args.dtype, args.device)
         judge_engine = make_engine(args.engine, judge_policy, judge_tok, args.judge_model, args.dtype, args.gen_batch, **settings)
+    grade = data.tasks.grader(args.data, args.answer_format)  # the true answers' judge: evaluation, monitoring, truth baseline
     reward_settings = dict(embed=embed, judge=greedy_replies(judge_engine, args.judge_max_tokens, context_length(judge_policy)),
                            entropy_coef=args.entropy_coef, entropy_form=args.entropy_form,
                            centroid_anchor=args.centroid_anchor, cluster_k_min=args.cluster_k_min,
-                           cluster_k_max=args.cluster_k_max, seed=args.seed)
+                           cluster_k_max=args.cluster_k_max, seed=args.seed, grade=grade)
     dist.print0(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}"
                 + (f" | {dist.world} ranks, {'FSDP' if args.fsdp else 'DDP'}" if dist.launched else ""))
     random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
     torch.manual_seed(args.seed)
-    run = Run(args, out, rows, prompts, data.tasks.grader(args.data, args.answer_format), model, tok, engine, judge_engine,
+    run = Run(args, out, rows, prompts, grade, model, tok, engine, judge_engine,
               reward_settings, processor or tok, data.tasks.marker_files(model_path), model_path, resume_from, engine_model,
               lock)
     # The questions trained on: all of them, or --adapt-on of them (evaluation always covers all)
@@ -431,7 +439,8 @@ def setup_training(run: Run) -> None:
         run.start, run.order, opt_state = checkpoint.restore(run.resume_from, run.sched, dist.rank, dist.world)
         dist.load_optimizer_state(run.trainer, run.opt, opt_state)
     if dist.is_main():
-        checkpoint.trim_metrics(run.out / "metrics.jsonl", run.start)  # steps after the checkpoint are redone
+        for name in ("metrics.jsonl", "eval_steps.jsonl", "groups.jsonl"):  # steps after the checkpoint are redone
+            checkpoint.trim_metrics(run.out / name, run.start)
         run.log = open(run.out / "metrics.jsonl", "a")
 
 
@@ -456,10 +465,11 @@ def next_questions(run: Run) -> list[int]:
     return [step_questions[p] for p in run.my_share]
 
 
-def evaluate(run: Run, tag: str) -> dict:
-    """eval.py's metrics on every question, written to eval_{tag}.json (+ per-question JSONL); {} when
-    --eval-k is 0. A resumed run reads its eval_before.json back. Under torchrun each rank answers a
-    shard of the questions (the K GPUs share the work) and rank 0 summarises every rank's records."""
+def evaluate(run: Run, tag: str, step: int | None = None) -> dict:
+    """eval.py's metrics on every question, written to eval_{tag}.json (+ per-question JSONL), or, during
+    training (--eval-every), as one line {"step": step, ...} of eval_steps.jsonl; {} when --eval-k is 0.
+    A resumed run reads its eval_before.json back. Under torchrun each rank answers a shard of the
+    questions (the K GPUs share the work) and rank 0 summarises every rank's records."""
     args, done = run.args, run.out / f"eval_{tag}.json"
     if tag == "before" and args.resume and done.exists():
         try:
@@ -486,6 +496,11 @@ def evaluate(run: Run, tag: str) -> dict:
     if tag == "after" and before.exists():  # label-free: did training change what the model votes for?
         summary["votes_changed"] = votes_changed([json.loads(line) for line in open(before)], records, args.answer_format)
     summary["seconds"] = round(time.time() - t, 1)
+    if step is not None:
+        with checkpoint.disk_errors(run.out, "eval_steps.jsonl"), open(run.out / "eval_steps.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **summary}) + "\n")
+        tqdm.write(f"eval at step {step}: {format_summary(summary)}")
+        return summary
     with checkpoint.disk_errors(run.out, f"eval_{tag}.json"):
         done.write_text(json.dumps(summary, indent=1))
         with open(run.out / f"eval_{tag}_questions.jsonl", "w") as f:
@@ -494,13 +509,17 @@ def evaluate(run: Run, tag: str) -> dict:
     return summary
 
 
-def write_step(run: Run, m: dict) -> None:
-    """Step 7 on rank 0: one line in metrics.jsonl and on screen, and the guards' warnings."""
+def write_step(run: Run, m: dict, groups: list[dict]) -> None:
+    """Step 7 on rank 0: one line in metrics.jsonl and on screen, the guards' warnings, and with
+    --log-groups the step's groups in groups.jsonl."""
     if not dist.is_main():
         return
     with checkpoint.disk_errors(run.out, "metrics.jsonl"):
         run.log.write(json.dumps(jsonable(m), allow_nan=False) + "\n")
         run.log.flush()
+    if groups:
+        with checkpoint.disk_errors(run.out, "groups.jsonl"), open(run.out / "groups.jsonl", "a") as f:
+            f.writelines(json.dumps(g) + "\n" for g in groups)
     seconds = sum(m[k] for k in ("t_sample", "t_reward", "t_train", "t_sync"))
     truth = f" | label_acc {m['label_acc']:.2f} | true_reward {m['true_reward']:.3f}" if "label_acc" in m else ""
     tqdm.write(f"step {m['step']:4d} | reward {m['reward_mean']:.3f} | maj_ratio {m['majority_ratio']:.2f}{truth} | "

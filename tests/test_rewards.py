@@ -305,3 +305,10 @@ def test_literal_entropy_cancels_under_group_normalisation_per_sample_does_not()
 def test_vote_in_label_mask():
     vote = majority_vote(["3", "5", "5", None])
     assert vote.in_label.tolist() == [False, True, True, False]
+
+
+def test_truth_baseline_by_hand():
+    # The baseline that reads the true answers: 1 where the task's checker says right ("0.5" = "1/2").
+    ctx = rewards.RewardContext([majority_vote(["3", "3", "0.5", None])], grade=grade, truths=["1/2"])
+    r, labels = rewards.REWARDS["truth"]([["3", "3", "0.5", None]], ctx)
+    assert r.tolist() == [[0.0, 0.0, 1.0, 0.0]] and labels == ["1/2"]

@@ -157,6 +157,8 @@ def test_every_reward_mode_runs_a_step(policy, reward, tmp_path):
                       "--entropy-coef", "0.1"])
     (step,) = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert 0 <= step["label_acc"] <= 1 and step["reward_std"] >= 0
+    if reward == "truth":  # the baseline's label is the truth, its rewards the true rewards
+        assert step["label_acc"] == step["reward_acc"] == 1.0 and step["reward_mean"] == pytest.approx(step["true_reward"])  # M = N here
 
 
 def test_a_new_reward_mode_is_one_function_and_one_entry(policy, tmp_path, monkeypatch):
@@ -200,3 +202,31 @@ def test_bf16_autocast_run_keeps_float32_weights_and_writes_checkpoints(policy, 
 def test_adapt_on_more_questions_than_the_data_has(tmp_path):
     with pytest.raises(SystemExit, match="--adapt-on 999: the data has only 128 usable questions"):
         train.main(["--adapt-on", "999", "--engine", "hf", "--eval-k", "0", "--out", str(tmp_path / "r")])
+
+
+def test_eval_every_and_group_log_only_watch(policy, tmp_path):
+    # --eval-every and --log-groups change no step; the evaluations land in eval_steps.jsonl (the last
+    # step's is eval_after.json), every group in groups.jsonl; a resume redoes their lines once.
+    def lines(path, drop=("t_sample", "t_reward", "t_train", "t_sync", "seconds")):
+        return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in open(path)]
+
+    data = tmp_path / "q.jsonl"  # 8 questions: quick evaluations
+    data.write_text("".join(json.dumps(r) + "\n" for r in tinymath.test_split()[:8]))
+    flags = ["--data", str(data), "--engine", "hf", "--max-steps", "3", "--prompts-per-step", "2", "--n-votes", "4",
+             "--n-train", "4", "--eval-k", "2", "--save-every", "1"]
+    plain = train.main(flags + ["--out", str(tmp_path / "plain")])
+    run = train.main(flags + ["--eval-every", "1", "--log-groups", "--out", str(tmp_path / "run")])
+    assert lines(plain / "metrics.jsonl") == lines(run / "metrics.jsonl")
+    evals, groups = lines(run / "eval_steps.jsonl"), lines(run / "groups.jsonl")
+    assert [e["step"] for e in evals] == [1, 2] and {"avg@2", "maj@2", "ci95"} <= set(evals[0])
+    assert [g["step"] for g in groups] == [1, 1, 2, 2, 3, 3]
+    for m in lines(run / "metrics.jsonl"):  # M = N: the step's mean reward is its groups' mean reward
+        mine = [r for g in groups if g["step"] == m["step"] for r in g["rewards"]]
+        assert sum(mine) / len(mine) == pytest.approx(m["reward_mean"])
+    assert all(len(g["answers"]) == 4 and g["truth"] is not None for g in groups)
+    # back to the checkpoint of step 1: steps 2-3, their evaluation and groups are redone, once each
+    import shutil
+    shutil.rmtree(run / "final")
+    shutil.rmtree(run / "checkpoints" / "step_000002")
+    train.main(["--resume", str(run)])
+    assert lines(run / "eval_steps.jsonl") == evals and lines(run / "groups.jsonl") == groups

@@ -148,3 +148,11 @@ def test_eval_win_rate_end_to_end_with_a_scripted_judge(files, tmp_path, monkeyp
     prefs = [p for j in pairs for p in j["prefs"]]
     assert math.isclose(final["vs_baseline"]["win_rate"], float(np.mean(prefs)))
     assert "best" not in report  # no true answers, no best checkpoint
+
+
+@pytest.mark.parametrize("data", ["q.jsonl", "mixed.jsonl"])
+def test_truth_baseline_is_refused_without_answers(files, tmp_path, data):
+    # --reward truth trains on the true answers: one line, before anything is written
+    with pytest.raises(SystemExit, match="--reward truth is a baseline that trains on the true answers: .* have none"):
+        train.main(["--data", str(files / data), "--reward", "truth", "--out", str(tmp_path / "run")] + SMALL)
+    assert not (tmp_path / "run").exists()
