@@ -4,9 +4,10 @@ what a run can be told to do.
     python train.py --help                         # the flags, grouped as below
     python train.py --preset ttrl-math500          # a recipe: sets defaults, flags given too override it
 
-Scope: argparse only. `parse_args` returns the resolved namespace that train.py saves as the run's
+Scope: the flags. `parse_args` returns the resolved namespace that train.py saves as the run's
 config.json; with --resume it is that run's config.json, checked against the flags given
-(checkpoint.resume_config). No model, data or device work happens here.
+(checkpoint.resume_config). No model or data is loaded here; once the flags pass their checks,
+torch is imported to resolve --device (cuda if a GPU is visible) and --dtype.
 """
 import argparse
 import math
@@ -76,7 +77,9 @@ RANGES = {
     "n_train": (lambda v: v >= 2, "an integer >= 2 (GRPO needs at least 2 completions per group)"),
     "prompts_per_step": POSITIVE, "updates_per_step": POSITIVE, "micro_batch": POSITIVE, "max_tokens": POSITIVE,
     "gen_batch": POSITIVE, "judge_max_tokens": POSITIVE, "collapse_patience": POSITIVE, "cluster_k_min": POSITIVE,
-    "cluster_k_max": POSITIVE, "tp": POSITIVE,
+    "cluster_k_max": POSITIVE,
+    "tp": (lambda v: v == 1, "1: a tensor-parallel vLLM engine keeps its workers in other processes, which the weight push "
+           "after every step cannot reach (several GPUs: torchrun, docs/multi-gpu.md)"),
     "video_frames": (lambda v: v is None or v >= 1, "an integer >= 1 (or left out: an embedded model's own, else 8)"),
     "video_size": (COUNT[0], "an integer >= 0 (0 = frames as stored)"),
     "max_steps": (lambda v: v is None or v >= 1, "an integer >= 1 (or left out: from --epochs)"),
@@ -125,8 +128,14 @@ def check_ranges(args, ap) -> None:
         ap.error(f"--cluster-k-min {args.cluster_k_min} > --cluster-k-max {args.cluster_k_max}")
 
 
-def add_media_flags(a) -> None:
-    """A data file's media columns, and how a clip becomes frames (train.py, eval.py, data/prompts.py)."""
+# ----------------------------------------------------------------------------- flags train.py and eval.py share
+def add_data_flags(a) -> None:
+    """Which questions, and how each becomes a prompt."""
+    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds / tiny-clips (embedded), a hub set "
+      f"({', '.join(data.files.HUB)}) or a .jsonl/.json/.parquet/.csv file")
+    a("--question-key", default="question", help="column holding the question (files)")
+    a("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' when there is one; "
+      "a worked solution's last \\boxed{} is taken): read by evaluation and monitoring only, never by training")
     a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")
     a("--audio-key", default=None, help="column holding each row's audio clip(s) (files): WAV paths relative to the file, or stored audio")
     a("--video-key", default=None, help="column holding each row's video clip (files): a video file (.mp4, .webm, ...) relative "
@@ -134,6 +143,47 @@ def add_media_flags(a) -> None:
     a("--video-frames", type=int, default=None, help="frames sampled uniformly from each video clip, the middle frame of K equal "
       "segments (default: an embedded video model's own, tiny-clips: 4; else 8)")
     a("--video-size", type=int, default=448, help="each video frame's longer side scaled down to at most this many pixels (0 = as stored)")
+    a("--answer-format", default=None, choices=["boxed", "text"], help="boxed: the \\boxed{} answer (math); text: the whole response is "
+      "a free-text answer, voted on by exact normalised text (open-ended QA, OP-TTRAV); default: text for tiny-sounds and tiny-clips, else boxed")
+    a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data/prompts.py)")
+
+
+def add_engine_flags(a) -> None:
+    """The rollout engine and where it runs. eval.py's engine has the GPU to itself: it sets --vllm-gpu-memory's default to 0.85."""
+    a("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine: vllm, hf (transformers), auto = the faster for this model "
+      "and device, by measurement (sample.auto_engine; the choice is printed)")
+    a("--device", default=None, help="torch device of the policy (default: cuda if available, else cpu)")
+    a("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype of the engine and of train.py's trainer "
+      "(autocast: its weights and optimizer stay float32; eval.py loads the model in it) (default: float32 on CPU, bfloat16 on GPU)")
+    a("--gen-batch", type=int, default=256, help="hf engine: sequences per generate() call")
+    a("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB (lower it if out of memory)")
+    a("--vllm-gpu-memory", type=float, default=0.3, help="vllm on GPU: fraction of GPU memory for the engine; the trainer shares the GPU")
+
+
+def add_sampling_flags(a, eval_prefix: str) -> None:
+    """Completion length, the seed, and the evaluation protocol (TTRL's: k = 16 samples at T = 0.6,
+    top-p 0.95, plus the greedy answer). eval_prefix: "eval-" in train.py (--eval-k, ...), "" in eval.py (--k, ...)."""
+    a("--max-tokens", type=int, default=64, help="max completion tokens, rollouts and evaluation (TTRL: 3072)")
+    a("--seed", type=int, default=0, help="seed for sampling (sample.step_seed), data order, torch and bootstrap intervals")
+    a(f"--{eval_prefix}k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k"
+      + (" (0 = skip evaluation)" if eval_prefix else ""))
+    a(f"--{eval_prefix}temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
+    a(f"--{eval_prefix}top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
+
+
+def add_helper_flags(a) -> None:
+    """Models loaded beside the policy: the sentence encoder and the judge's reply length."""
+    a("--encoder", default="minilm", help="semantic rewards (train.py) and --open-ended's embedding similarity (eval.py): minilm "
+      "(packaged all-MiniLM-L6-v2), tfidf, or a sentence-transformers name/folder")
+    a("--judge-max-tokens", type=int, default=8, help="max tokens of each judge reply (the judge reward; eval.py --win-rate)")
+
+
+def resolve_device(args) -> None:
+    """--device and --dtype when not given: cuda if a GPU is visible, bfloat16 there (float32 on CPU)."""
+    import torch  # the flags are fine: now the slow import
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
 
 
 def parse_args(argv=None, description: str | None = None):
@@ -142,20 +192,12 @@ def parse_args(argv=None, description: str | None = None):
     a = ap.add_argument
     a("--preset", default=None, choices=list(PRESETS), help="a paper recipe: sets model, data and hyper-parameters (flags given too override it)")
     a("--model", default="tiny-math", help="model folder or hub name ('tiny-math', 'tiny-digits', 'tiny-sounds', 'tiny-clips' = the embedded models, built on first use)")
-    a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds / tiny-clips (embedded), a hub set ({', '.join(data.files.HUB)}) or a .jsonl/.json/.parquet/.csv file")
-    add_media_flags(a)
-    a("--answer-format", default=None, choices=["boxed", "text"], help="boxed: the \\boxed{} answer (math); text: the whole response is "
-      "a free-text answer, voted on by exact normalised text (open-ended QA, OP-TTRAV); default: text for tiny-sounds and tiny-clips, else boxed")
+    add_data_flags(a)
+    add_sampling_flags(a, "eval-")
+    add_engine_flags(a)
+    add_helper_flags(a)
     a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
-    a("--question-key", default="question", help="column holding the question (files)")
-    a("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' when there is one; "
-      "a worked solution's last \\boxed{} is taken): read by evaluation and monitoring only, never by training")
-    a("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (default: see data/prompts.py)")
     a("--out", default=None, help="run folder (default runs/<date-time>)")
-    a("--seed", type=int, default=0, help="seed for data order, sampling and torch")
-    a("--device", default=None, help="torch device of the policy (default: cuda if available, else cpu)")
-    a("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype of the trainer (autocast) and the engine; "
-      "weights and optimizer stay float32 (default: float32 on CPU, bfloat16 on GPU)")
     a("--save-every", type=int, default=10, help="write a checkpoint (model, optimizer, RNG, data order) every N steps; 0 = only final/")
     a("--keep-checkpoints", type=int, default=5, help="model copies to keep in checkpoints/ (0 = all, at least 2); only the newest two keep the optimizer state")
     a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest intact checkpoint, with its config.json (see checkpoint.py)")
@@ -172,17 +214,14 @@ def parse_args(argv=None, description: str | None = None):
     a("--reward", default="majority", choices=list(REWARDS), help="majority: 1 if the answer equals the vote (TTRL); frequency: share of votes (TTRV); "
       "centroid / cluster / cluster-continuous / judge: OP-TTRAV's semantic rewards (rewards.py, docs/rewards.md); "
       "truth: a BASELINE that reads the true answers (RL on them, the paper's upper bound), not test-time RL")
-    a("--encoder", default="minilm", help="semantic rewards: minilm (packaged all-MiniLM-L6-v2), tfidf, or a sentence-transformers name/folder")
     a("--centroid-anchor", default="medoid", choices=["medoid", "centroid"], help="centroid reward: cosine to the medoid answer (OP-TTRAV) or to the mean direction")
     a("--cluster-k-min", type=int, default=2, help="cluster rewards: smallest K tried by KMeans (K = 1 when every answer agrees)")
     a("--cluster-k-max", type=int, default=4, help="cluster rewards: largest K tried (chosen by cosine silhouette)")
     a("--judge-model", default=None, help="judge reward: model that scores answers 0-10 (default: the policy itself, through its engine)")
-    a("--judge-max-tokens", type=int, default=8, help="judge reward: max tokens of each judge reply")
     a("--entropy-coef", type=float, default=0.0, help="TTRV entropy term weight (0 = off); see rewards.py")
     a("--entropy-form", default="per-sample", choices=["per-sample", "literal"], help="per-sample: coef*log p(answer), survives group normalisation; literal: -coef*H, cancels (TTRV's code)")
     a("--temperature", type=float, default=1.0, help="rollout sampling temperature (TTRL: 1.0)")
     a("--top-p", type=float, default=1.0, help="rollout nucleus top-p (1.0 keeps the ratio unbiased)")
-    a("--max-tokens", type=int, default=64, help="max completion tokens, rollouts and evaluation")
     a("--mask-truncated", action="store_true", help="leave completions that hit --max-tokens out of the loss (they still vote)")
     # GRPO
     a("--lr", type=float, default=5e-5, help="AdamW learning rate (tiny-math: 5e-5, 2e-4 collapses; TTRL on Qwen2.5-Math: 5e-7)")
@@ -203,24 +242,16 @@ def parse_args(argv=None, description: str | None = None):
     a("--kl-coef", type=float, default=0.0, help="beta for the k3 KL to the start model (0 = no reference model; TTRL: 0.001)")
     a("--is-cap", type=float, default=2.0, help="truncated importance sampling: weight tokens by min(p_trainer / p_sampler, cap); 0 = off")
     # engine + evaluation
-    a("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine: vllm, hf (transformers), auto = the faster for this model "
-      "and device, by measurement (sample.auto_engine; the choice is printed)")
-    a("--gen-batch", type=int, default=256, help="hf engine: sequences per generate() call")
-    a("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB (lower it if out of memory)")
-    a("--vllm-gpu-memory", type=float, default=0.3, help="vllm on GPU: fraction of GPU memory for the engine; the trainer shares the GPU")
     a("--tp", type=int, default=1, help="vllm tensor-parallel size: only 1 is supported (a tensor-parallel engine's workers live in "
       "other processes, out of the weight push's reach; docs/multi-gpu.md)")
     a("--vllm-sleep", type=int, default=0, choices=[0, 1, 2], help="vllm on GPU: free the engine's KV cache (1) and its weights (2) "
       "during each update, for the trainer's memory; 0 = off")
     a("--dist-timeout", type=float, default=60.0, help="torchrun: minutes a rank waits for the others (rank 0 writing a large "
       "checkpoint, say) before the run fails")
-    a("--eval-k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k (0 = skip evaluation)")
     a("--log-groups", action="store_true", help="write each step's groups to groups.jsonl: the N answers, the pseudo-label, "
       "each reward (and the true answer where there is one, for reading): what the vote looked like")
     a("--eval-every", type=int, default=0, help="also evaluate every K steps during training (as --eval-k): eval_steps.jsonl and "
       "curves.png's accuracy panel; 0 = before and after training only")
-    a("--eval-temperature", type=float, default=0.6, help="evaluation sampling temperature (TTRL: 0.6)")
-    a("--eval-top-p", type=float, default=0.95, help="evaluation top-p (TTRL: 0.95)")
     # collapse monitor (TTRV's long runs collapsed): warn when a signal stays under its floor
     a("--collapse-entropy", type=float, default=0.01, help="warn when the mean token entropy stays below this")
     a("--collapse-distinct", type=float, default=1.1, help="warn when the mean number of distinct answers per question stays below this")
@@ -250,12 +281,9 @@ def parse_args(argv=None, description: str | None = None):
         ap.error(f"--judge-model is the judge reward's model: pass --reward judge with it (got --reward {args.reward})")
     if args.encoder not in ("minilm", "tfidf") and "/" not in args.encoder and not Path(args.encoder).is_dir():
         ap.error(f"--encoder {args.encoder!r}: choose minilm, tfidf, or a sentence-transformers hub name / folder")
-    import torch  # the flags are fine: now the slow imports
-
     from data.tasks import answer_format
 
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    resolve_device(args)
     args.answer_format = answer_format(args.data, args.answer_format)
     return args
 
@@ -265,7 +293,3 @@ def check_distributed(args, launched: bool, world: int) -> None:
     if args.fsdp and not launched:
         raise SystemExit("--fsdp shards the trainer over torchrun's processes: "
                          "start with torchrun --nproc_per_node K train.py ... --fsdp")
-    if args.tp != 1:
-        raise SystemExit(f"--tp {args.tp}: not supported. A tensor-parallel vLLM engine keeps its workers in other "
-                         f"processes, which the weight push after every step cannot reach; use --tp 1 "
-                         f"(several GPUs: torchrun, docs/multi-gpu.md)")

@@ -20,6 +20,7 @@ returns its input unchanged, so `python train.py` runs exactly as a single proce
 """
 import contextlib
 import inspect
+import math
 import os
 from datetime import timedelta
 
@@ -183,6 +184,54 @@ def teardown(engines=()) -> None:
             engine.close()
     if td.is_initialized():
         td.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- the step across ranks
+class Ranks:
+    """train.py's step meets the other ranks through this object: the methods of train.OneProcess
+    (which hands every input back), here with collectives behind them. share: this rank's places in
+    each step's B questions; engine_model: --fsdp with the hf engine, the engine's own full copy."""
+
+    def __init__(self, share: list[int], fsdp: bool, engine_model=None):
+        self.share, self.fsdp, self.engine_model = share, fsdp, engine_model
+        self.positions = share  # the engines seed each prompt by its place in the step (sample.request_seed)
+
+    def gather(self, groups: list) -> list:
+        return all_gather_shards(groups)
+
+    def mine(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows[self.share]
+
+    def sum(self, x):
+        return all_sum(x)
+
+    def mean(self, x):
+        return all_mean(x)
+
+    def grad_sync(self, model, last: bool):
+        return grad_sync(model, last)
+
+    def clip_grad_norm(self, model, max_norm: float) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP returns a DTensor
+
+    def weight_norm(self, model) -> float:
+        """The global L2 norm of the weights: FSDP's sharded ones (DTensors) reduced over every rank's
+        shards, together with those it left whole (plain tensors, the same on every rank)."""
+        params = [p.detach() for p in model.parameters()]
+        norms = []
+        for group in ([p for p in params if hasattr(p, "full_tensor")], [p for p in params if not hasattr(p, "full_tensor")]):
+            if group:
+                norm = torch.nn.utils.get_total_norm(group)
+                norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+        return math.hypot(*norms)
+
+    def push_weights(self, engine, model) -> None:
+        """Step 6: the engine gets the whole new weights (--fsdp: gathered from the shards)."""
+        if self.fsdp:
+            push_sharded_weights(engine, model, self.engine_model)
+        else:
+            engine.sync(unwrap(model))  # DDP: the replica inside the wrapper
 
 
 # ----------------------------------------------------------------------------- the model

@@ -16,9 +16,9 @@ plus one greedy completion. With c of the n = k samples correct:
 All are averaged over the questions that have a true answer (none: they are absent). Label-free,
 over every question: majority_ratio (share of the k samples in the vote: the model's agreement with
 itself), distinct_answers, answer_entropy, response_len (tokens), truncated (share); a trained run's
-eval_after.json adds votes_changed. "Correct" uses rewards.grade, the same grader as the rewards; with
+eval_after.json adds votes_changed. "Correct" uses answers.grade, the same checker as the rewards; with
 --answer-format text (free-text answers) the whole response is the answer, maj@k votes by exact
-normalised text, and "correct" is the task's checker (tiny-sounds) or normalised exact match (data.tasks.grader).
+normalised text, and "correct" is the task's checker (tiny-sounds) or normalised exact match (data.tasks.checker).
 Open-ended answers (--open-ended; OP-TTRAV's auxiliary evaluation), on the greedy answer (the
 \\boxed{} content, else the whole completion) against the reference:
     bleu        corpus BLEU, sacrebleu (0-100, corpus-level: no interval; answers shorter than 4 words
@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewards import answer_entropy, extract, grade, is_equivalent, majority_vote
+from answers import answer_entropy, extract, grade, is_equivalent, majority_vote
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -88,18 +88,18 @@ def text_similarity(preds: list[str], refs: list[str], encoder=None) -> tuple[fl
 def evaluate(engine, prompts: list[dict], truths: list[str], k: int = 16, temperature: float = 0.6,
              top_p: float = 0.95, max_tokens: int = 64, seed: int = 0, questions: list[str] | None = None,
              n_boot: int = 1000, open_ended: bool = False, encoder=None, answer_format: str = "boxed",
-             grader=grade) -> tuple[dict, list[dict]]:
+             checker=grade) -> tuple[dict, list[dict]]:
     """Returns (summary: each metric's mean and "ci95": {metric: [lo, hi]}, one record per question).
     open_ended adds BLEU / ROUGE-L (/ embedding similarity with an encoder) of the greedy answers.
-    answer_format / grader: how answers are extracted (rewards.extract) and judged (data.tasks.grader)."""
+    answer_format / checker: how answers are extracted (answers.extract) and judged (data.tasks.checker)."""
     records = question_records(engine, prompts, truths, k, temperature, top_p, max_tokens, seed, questions,
-                               answer_format=answer_format, grader=grader)
+                               answer_format=answer_format, checker=checker)
     return summarize(records, k, seed, n_boot, open_ended, encoder), records
 
 
 def question_records(engine, prompts: list[dict], truths: list[str | None], k: int = 16, temperature: float = 0.6,
                      top_p: float = 0.95, max_tokens: int = 64, seed: int = 0, questions: list[str] | None = None,
-                     positions: list[int] | None = None, answer_format: str = "boxed", grader=grade) -> list[dict]:
+                     positions: list[int] | None = None, answer_format: str = "boxed", checker=grade) -> list[dict]:
     """One record per question: samples, answers, the vote, the label-free metrics and, where the
     question has a truth (not None), the verdicts and the truth-based metrics. Separate from summarize
     so that several processes can each score a shard of the questions (train.py under torchrun;
@@ -120,9 +120,9 @@ def question_records(engine, prompts: list[dict], truths: list[str | None], k: i
             "truncated": float(np.mean([r.truncated for r in group])),
         }
         if truth is not None:
-            correct = [grader(a, truth) for a in answers]
-            record.update({"correct": correct, "greedy_correct": grader(extract(g[0].text, answer_format), truth),
-                           f"avg@{k}": float(np.mean(correct)), f"maj@{k}": grader(vote.label, truth),
+            correct = [checker(a, truth) for a in answers]
+            record.update({"correct": correct, "greedy_correct": checker(extract(g[0].text, answer_format), truth),
+                           f"avg@{k}": float(np.mean(correct)), f"maj@{k}": checker(vote.label, truth),
                            **{f"pass@{j}": pass_at_k(k, sum(correct), j) for j in pass_ks(k)}})
         records.append(record)
     return records
@@ -195,7 +195,7 @@ _TIE_WORDS = {"tie", "equal", "both", "neither", "same"}
 
 def parse_preference(reply) -> str | None:
     """A judge's reply -> "A", "B", "tie", or None (unparseable): its first word, punctuation dropped,
-    lower case ("A", "b.", "Response B", "**A**" count; "tie", "equal", "both", "neither" are ties)."""
+    lower case ("A", "b.", "Response B", "**A**" count; "tie", "equal", "both", "neither", "same" are ties)."""
     words = re.sub(r"[^\w\s]", " ", reply if isinstance(reply, str) else "").lower().split()
     if words[:1] in (["response"], ["answer"]):
         words = words[1:]
@@ -283,8 +283,8 @@ def judge_replies(args):
     import sample
 
     path = data.tasks.resolve_model(args.judge_model or args.baseline)
-    model, tok = sample.load_policy(path, args.dtype)
-    engine = sample.make_engine(args.engine, model, tok, path, args.dtype, seed=args.seed, kv_cache_gib=args.vllm_kv_gib,
+    model, tok = sample.load_policy(path, args.dtype, args.device)
+    engine = sample.make_engine(args.engine, model, tok, path, args.dtype, args.gen_batch, seed=args.seed, kv_cache_gib=args.vllm_kv_gib,
                                 gpu_memory_utilization=args.vllm_gpu_memory)
     reply = sample.greedy_replies(engine, args.judge_max_tokens, sample.context_length(model))
     if not tok.chat_template:
@@ -325,45 +325,39 @@ def check_sampling(args, ap) -> None:
         check_flag(ap, name, getattr(args, name))
 
 
+def parse_args(argv=None):
+    """eval.py's flags: its own (several models, the report, the win rate) and train.py's shared
+    definitions (config.py: data, sampling, engine), each checked before anything loads."""
+    from config import OneLineParser, add_data_flags, add_engine_flags, add_helper_flags, add_sampling_flags, resolve_device
+
+    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = ap.add_argument
+    a("--model", nargs="+", default=["tiny-math"], help="model folders, hub names or run folders ('tiny-math', 'tiny-digits', "
+      "'tiny-sounds', 'tiny-clips' = the embedded models): several are evaluated one after the other")
+    add_data_flags(a)  # train.py's flags, the same definitions (config.py)
+    add_sampling_flags(a, eval_prefix="")  # --k, --temperature, --top-p: train.py's --eval-k, --eval-temperature, --eval-top-p
+    add_engine_flags(a)
+    add_helper_flags(a)
+    ap.set_defaults(vllm_gpu_memory=0.85)  # the engine has the GPU to itself: no trainer beside it
+    a("--out", default=None, help="folder for report.json and the per-question JSONL files")
+    a("--open-ended", action="store_true", help="also BLEU, ROUGE-L and embedding similarity (--encoder) of the greedy answers")
+    a("--win-rate", action="store_true", help="also compare each model's greedy answers with --baseline's, judged "
+      "pairwise by --judge-model in both orders: win rate and length-controlled win rate (no answers needed)")
+    a("--baseline", default=None, help="--win-rate: the model compared with (default: a run folder's start model)")
+    a("--judge-model", default=None, help="--win-rate: the model that judges (default: the baseline itself, a weak judge)")
+    args = ap.parse_args(argv)
+    check_sampling(args, ap)
+    resolve_device(args)
+    return args
+
+
 def main(argv=None):
     import data.files
     import data.prompts
     import data.tasks
     import sample
 
-    from config import OneLineParser, add_media_flags
-
-    ap = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", nargs="+", default=["tiny-math"],
-                    help="model folders, hub names or run folders ('tiny-math', 'tiny-digits', 'tiny-sounds', 'tiny-clips' = the embedded models)")
-    ap.add_argument("--data", default="tiny-math", help=f"{', '.join([*data.tasks.TASKS, *data.files.HUB])}, or a .jsonl/.json/.parquet/.csv file")
-    add_media_flags(ap.add_argument)
-    ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: \\boxed{} answers (math); text: the whole "
-                    "response is a free-text answer (default: text for tiny-sounds and tiny-clips, else boxed)")
-    ap.add_argument("--question-key", default="question", help="column holding the question (files)")
-    ap.add_argument("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' "
-                    "when there is one): without answers, the label-free metrics only")
-    ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question} (see data/prompts.py)")
-    ap.add_argument("--open-ended", action="store_true", help="also BLEU, ROUGE-L and embedding similarity of the greedy answers")
-    ap.add_argument("--encoder", default="minilm", help="--open-ended: sentence encoder for embed_sim (see encoders.py)")
-    ap.add_argument("--k", type=int, default=16, help="samples per question for avg@k / maj@k / pass@k")
-    ap.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (TTRL: 0.6)")
-    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p (TTRL: 0.95)")
-    ap.add_argument("--max-tokens", type=int, default=64, help="max completion tokens per sample (TTRL: 3072)")
-    ap.add_argument("--seed", type=int, default=0, help="sampling and bootstrap seed")
-    ap.add_argument("--out", default=None, help="folder for report.json and the per-question JSONL files")
-    ap.add_argument("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine (auto = the faster for this model and device: sample.auto_engine)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model dtype")
-    ap.add_argument("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB")
-    ap.add_argument("--vllm-gpu-memory", type=float, default=0.85, help="vllm on GPU: fraction of GPU memory for the engine")
-    ap.add_argument("--win-rate", action="store_true", help="also compare each model's greedy answers with --baseline's, judged "
-                    "pairwise by --judge-model in both orders: win rate and length-controlled win rate (no answers needed)")
-    ap.add_argument("--baseline", default=None, help="--win-rate: the model compared with (default: a run folder's start model)")
-    ap.add_argument("--judge-model", default=None, help="--win-rate: the model that judges (default: the baseline itself, a weak judge)")
-    ap.add_argument("--judge-max-tokens", type=int, default=8, help="--win-rate: max tokens of each judge reply")
-    args = ap.parse_args(argv)
-    check_sampling(args, ap)
-
+    args = parse_args(argv)
     models = model_list(args.model)
     if args.win_rate:
         args.baseline = args.baseline or run_start_model(args.model)
@@ -373,7 +367,7 @@ def main(argv=None):
         models = [args.baseline] + [m for m in models if m != args.baseline]
     rows = data.files.rows_for(args, models[0])
     args.answer_format = data.tasks.answer_format(args.data, args.answer_format)
-    grader = data.tasks.grader(args.data, args.answer_format)
+    checker = data.tasks.checker(args.data, args.answer_format)
     template = data.prompts.load_template(args.prompt_template)
     encoder = None
     if args.open_ended:
@@ -385,16 +379,16 @@ def main(argv=None):
     results, greedy_answers = [], []
     for i, name in enumerate(models):
         path = data.tasks.resolve_model(name)
-        model, tok = sample.load_policy(path, args.dtype)
+        model, tok = sample.load_policy(path, args.dtype, args.device)
         processor = sample.load_processor(model)
         prompts = data.prompts.make_prompts(rows, tok, path, name, template, processor, args.answer_format)
-        engine = sample.make_engine(args.engine, model, tok, path, args.dtype, processor=processor, seed=args.seed,
+        engine = sample.make_engine(args.engine, model, tok, path, args.dtype, args.gen_batch, processor=processor, seed=args.seed,
                                     kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory)
         print(f"[{i + 1}/{len(models)}] model {path} | engine {engine.name} | {len(rows)} questions")
         summary, records = evaluate(engine, prompts, [r["answer"] for r in rows], args.k, args.temperature,
                                     args.top_p, args.max_tokens, args.seed, [r["question"] for r in rows],
                                     open_ended=args.open_ended, encoder=encoder, answer_format=args.answer_format,
-                                    grader=grader)
+                                    checker=checker)
         print(format_summary(summary))
         results.append({"model": path, **summary})
         greedy_answers.append([r["greedy"] for r in records])

@@ -39,8 +39,7 @@ class Experience:
     advantages: torch.Tensor | None = None  # (B*M,) one per completion (formula 1)
     old_logp: torch.Tensor | None = None  # (B*M, T) the policy that sampled, as the trainer computes it
     ref_logp: torch.Tensor | None = None  # (B*M, T) the frozen start model (formula 4); None: no KL term
-    entropy: torch.Tensor | None = None  # (B*M, T) the policy's token entropy before the update (logged only)
-    media: list = field(default_factory=list)  # per row: its prompt's image / audio tensors ({} for text)
+    media: list = field(default_factory=list)  # per row: its prompt's image / audio tensors ([] for a text batch)
 
     @property
     def targets(self) -> torch.Tensor:

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 import dist
-from rewards import answer_entropy
+from answers import answer_entropy
 
 
-def step_metrics(result: dict, truths: list[str | None], grade, args, step: int, epoch: float, lr: float,
+def step_metrics(result: dict, truths: list[str | None], checker, args, step: int, epoch: float, lr: float,
                  nonfinite_skips: int) -> dict:
     """One line of metrics.jsonl from train.ttrl_step's result. The truth-based metrics (label_acc,
     reward_acc, true_reward) cover the groups whose question has a true answer and are absent when none
@@ -33,8 +33,8 @@ def step_metrics(result: dict, truths: list[str | None], grade, args, step: int,
     in step order, so the numbers are those of the whole step (one process: its own)."""
     stats, rewards, batch = result["stats"], result["rewards"], result["batch"]  # rewards (B, N)
     per_group = dist.all_gather_shards([
-        {"true": None if truth is None else [float(grade(a, truth)) for a in answers],
-         "label_ok": None if truth is None else grade(label, truth), "vote": vote,
+        {"true": None if truth is None else [float(checker(a, truth)) for a in answers],
+         "label_ok": None if truth is None else checker(label, truth), "vote": vote,
          "len": [len(r.ids) for r in group], "truncated": [r.truncated for r in group]}
         for group, answers, vote, label, truth in
         zip(result["groups"], result["answers"], result["votes"], result["labels"], truths)])
@@ -59,7 +59,7 @@ def step_metrics(result: dict, truths: list[str | None], grade, args, step: int,
     return {
         **m, "clip_frac": dist.all_mean(stats["clip_frac"]), "kl": dist.all_mean(stats["kl"]),
         # the sampler (vLLM) and the trainer compute the same policy with different kernels: how far apart?
-        "sampler_gap": dist.masked_mean((batch.old_logp - batch.sampler_logp).abs(), batch.mask),
+        "sampler_gap": dist.masked_mean((result["logp"] - batch.sampler_logp).abs(), batch.mask),
         "entropy": dist.masked_mean(result["entropy"], batch.mask), "grad_norm": stats["grad_norm"],
         "weight_change": stats["weight_change"],
         "response_len": float(np.mean([n for e in per_group for n in e["len"]])),

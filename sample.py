@@ -98,15 +98,27 @@ def stop_token_ids(tok) -> list[int]:
     return list(dict.fromkeys([tok.eos_token_id] + [vocab[t] for t in END_OF_TURN if t in vocab]))
 
 
+# Seeds, one scheme for both engines, training and evaluation. A generate() call is seeded by
+# step_seed; inside it, the prompt at `position` of the step draws from request_seed(call seed,
+# position, n): vLLM for every request, the hf engine under torchrun (one generate() per prompt, so a
+# prompt's samples do not depend on which rank drew it). In one process the hf engine draws the whole
+# call from one stream seeded with the call seed.
+def step_seed(seed: int, step: int | None = None) -> int:
+    """The seed of a generate() call: --seed itself for an evaluation, seed * 100003 + step for training
+    step `step` (distinct (seed, step) pairs give distinct seeds while step < 100003)."""
+    return seed if step is None else seed * 100003 + step
+
+
 def request_seed(seed: int, position: int, n: int) -> int:
-    """The seed of a prompt's request. vLLM draws sample j of a request from stream (seed + j), so the
-    prompt at `position` gets the seeds base + position * n ... + n - 1: no two samples of a call share
-    a stream (base*1000 + position did: neighbouring prompts shared n - 1 of their n). The CPU's random
-    generator keeps only a seed's low 32 bits, so the seeds stay below 2^32; calls are 2^22 apart."""
+    """The seed of the prompt at `position` in a call seeded `seed`. vLLM draws sample j of a request
+    from stream (request seed + j), so the prompt's samples get seeds base + position * n ... + n - 1:
+    no two samples of a call share a stream (base*1000 + position did: neighbouring prompts shared
+    n - 1 of their n). The CPU's random generator keeps only a seed's low 32 bits, so the seeds stay
+    below 2^32; calls are 2^22 apart."""
     return (seed * 2**22 + position * n) % 2**32
 
 
-def finish(ids: list[int], stop_ids: list[int]) -> tuple[list[int], bool]:
+def cut_at_stop(ids: list[int], stop_ids: list[int]) -> tuple[list[int], bool]:
     """A completion cut after its first stop token (kept: the policy chose it), and whether max_tokens
     ran out first (truncated)."""
     end = next((i for i, t in enumerate(ids) if t in stop_ids), None)
@@ -153,9 +165,9 @@ class HFEngine:
     def generate(self, prompts: list[dict], n: int, temperature: float, top_p: float = 1.0,
                  max_tokens: int = 64, seed: int | None = None, positions: list[int] | None = None) -> list[list[Rollout]]:
         # torchrun: generate() draws one random stream for the whole batch, so each prompt gets its own
-        # call, seeded by its place in the step (vLLM seeds each request: request_seed)
+        # call, seeded by its place in the step, as vLLM seeds each request (request_seed)
         if positions is not None and seed is not None:
-            return [self.generate([p], n, temperature, top_p, max_tokens, seed * 1000 + i)[0]
+            return [self.generate([p], n, temperature, top_p, max_tokens, request_seed(seed, i, n))[0]
                     for p, i in zip(prompts, positions)]
         if seed is not None:
             torch.manual_seed(seed)
@@ -198,7 +210,7 @@ class HFEngine:
         logp = keeper.result(sequences)  # (b, L)
         rollouts = []
         for i, prompt in enumerate(batch):
-            ids, truncated = finish(new[i].tolist(), self.stop_ids)
+            ids, truncated = cut_at_stop(new[i].tolist(), self.stop_ids)
             rollouts.append(Rollout(prompt, ids, self.tok.decode(ids, skip_special_tokens=True),
                                     logp[i, :len(ids)].tolist(), truncated, encoded[i][1]))
         return rollouts
@@ -236,11 +248,8 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model_path: str, tokenizer, dtype: str = "float32", max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.3, kv_cache_gib: float = 1.0, tensor_parallel: int = 1, seed: int = 0,
+                 gpu_memory_utilization: float = 0.3, kv_cache_gib: float = 1.0, seed: int = 0,
                  processor=None, torchrun: bool = False, sleep_level: int = 0, policy_class: str = ""):
-        if tensor_parallel != 1:
-            raise SystemExit(f"--tp {tensor_parallel}: not supported. A tensor-parallel engine keeps its workers in other "
-                             f"processes, where the weight push after every step cannot reach; use --tp 1 (docs/multi-gpu.md)")
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "0") != "0":
             raise SystemExit("VLLM_ENABLE_V1_MULTIPROCESSING is set: nanoTTRL runs the vLLM engine in its own process "
                              "(the weight push after every step needs it there); unset it")

@@ -26,7 +26,9 @@ if __name__ == "__main__":  # a bad flag is one line and exit 2 before the impor
     from config import parse_args
     parse_args(sys.argv[1:], __doc__)
 
+import contextlib
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -49,49 +51,55 @@ from config import check_distributed, parse_args
 from encoders import load_encoder
 from eval import format_summary, question_records, summarize, votes_changed
 from monitor import CollapseMonitor, group_lines, jsonable, plot_curves, step_metrics
-from rewards import REWARDS, USES_ENCODER, RewardContext, extract, majority_vote
-from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine
+from answers import extract, majority_vote
+from rewards import REWARDS, USES_ENCODER, RewardContext
+from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine, step_seed
 
 
 def main(argv=None):
     args = parse_args(argv, __doc__)  # every flag: config.py
     run = setup(args)  # the questions, the policy and its rollout engine, the reward settings
-    before = evaluate(run, "before")  # eval.py's metrics (the true answers are read there, and in the log)
-    setup_training(run)  # AdamW, LR schedule, frozen KL reference; a resumed run's saved state
+    before = evaluate_run(run, "before")  # eval.py's metrics (the true answers are read there, and in the log)
+    setup_training(run)  # run.learner: the policy, AdamW, LR schedule, frozen KL reference; a resumed run's state
     collapse = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience)
-    run.trainer.train()
+    learner = run.learner
+    learner.model.train()
     for step in tqdm(range(run.start, run.total_steps), desc="TTRL", unit="step", initial=run.start,
                      total=run.total_steps, disable=None if dist.is_main() else True):
         questions = next_questions(run)  # indices into run.rows (torchrun: this rank's share of the step)
-        lr = run.sched.get_last_lr()[0]  # the learning rate of this step's update (ttrl_step moves the schedule on)
-        result = ttrl_step(run, questions, step)
+        rows, prompts = [run.rows[i] for i in questions], [run.prompts[i] for i in questions]
+        lr = learner.sched.get_last_lr()[0]  # the learning rate of this step's update (ttrl_step moves the schedule on)
+        truths = [r["answer"] for r in rows]  # read by the log (step 7) and by the --reward truth baseline only
+        result = ttrl_step(learner, prompts, [r["question"] for r in rows], args, step_seed(args.seed, step),
+                           truths if args.reward == "truth" else None)
         run.nonfinite_skips += result["stats"]["nonfinite"]
-        truths = [run.rows[i]["answer"] for i in questions]  # step 7 reads them, for monitoring only
-        metrics = step_metrics(result, truths, run.grade, args, step=step + 1, epoch=(step + 1) / run.steps_per_epoch,
+        metrics = step_metrics(result, truths, run.checker, args, step=step + 1, epoch=(step + 1) / run.steps_per_epoch,
                                lr=lr, nonfinite_skips=run.nonfinite_skips)
         metrics["collapse_warning"] = collapse.check(metrics)
         write_step(run, metrics, group_lines(result, questions, truths, step + 1) if args.log_groups else [])
         check_update(run, metrics)  # a wrecking update stops the run before a checkpoint keeps its weights
         if args.eval_every and metrics["step"] % args.eval_every == 0 and metrics["step"] < run.total_steps:
-            evaluate(run, "during", step=metrics["step"])  # accuracy over training (eval_steps.jsonl, curves.png)
+            evaluate_run(run, "during", step=metrics["step"])  # accuracy over training (eval_steps.jsonl, curves.png)
         if args.save_every and metrics["step"] % args.save_every == 0 and metrics["step"] < run.total_steps:
             save_checkpoint(run, metrics["step"])
-    after = evaluate(run, "after")
+    after = evaluate_run(run, "after")
     finish(run, before, after)  # final/ (the trained model), curves.png, the before/after table
     return run.out
 
 
 # ----------------------------------------------------------------------------- the algorithm
-def ttrl_step(run: "Run", questions: list[int], step: int) -> dict:
-    """One TTRL step (steps 1-6) on `questions`, indices into run.rows. Returns what the log (step 7,
-    monitor.step_metrics) reads: the groups, answers, votes, pseudo-labels, rewards (B, N), the trained
-    batch, token entropies, the update's numbers and the seconds of each phase."""
-    args, clock = run.args, Clock()
+def ttrl_step(learner: "Learner", prompts: list[dict], questions: list[str], args, seed: int,
+              truths: list[str] | None = None) -> dict:
+    """One TTRL step (steps 1-6) on B questions: their prompts (data/prompts.py) and their texts (the
+    judge reward shows them); `seed` seeds the sampling (sample.py: step_seed); `truths`, the true
+    answers, only for the --reward truth baseline. Returns what the log (step 7, monitor.step_metrics)
+    reads: the groups, answers, votes, pseudo-labels, rewards (B, N), the trained batch, the policy's
+    log-probs and token entropy before the update (B*M, T), the update's numbers, each phase's seconds."""
+    engine, par, clock = learner.engine, learner.par, Clock()
 
     # 1. sample: N completions per question, each token with the sampler's log-prob
-    groups = run.engine.generate([run.prompts[i] for i in questions], n=args.n_votes, temperature=args.temperature,
-                                 top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed * 100003 + step,
-                                 positions=run.positions)  # torchrun: seeded by place in the step (sample.py)
+    groups = engine.generate(prompts, n=args.n_votes, temperature=args.temperature, top_p=args.top_p,
+                             max_tokens=args.max_tokens, seed=seed, positions=par.positions)
     clock.lap("sample")
 
     # 2. reward: every completion's answer; each group's majority vote (TTRL's pseudo-label, logged in
@@ -99,61 +107,92 @@ def ttrl_step(run: "Run", questions: list[int], step: int) -> dict:
     # --reward truth, a baseline to compare against: it alone is handed them)
     answers = [[extract(r.text, args.answer_format) for r in g] for g in groups]  # B lists of N (str or None)
     votes = [majority_vote(a, exact=args.answer_format == "text") for a in answers]
-    truths = [run.rows[i]["answer"] for i in questions] if args.reward == "truth" else None  # the baseline alone
-    context = RewardContext(votes, [run.rows[i]["question"] for i in questions], truths=truths, **run.reward_settings)
+    context = RewardContext(votes, questions, truths=truths, **learner.reward_settings)
     rewards, labels = REWARDS[args.reward](answers, context)  # (B, N), B labels
-    rewards = np.stack(dist.all_gather_shards(list(rewards)))  # torchrun: every rank's groups, in step order
-    rewards = torch.tensor(rewards, dtype=torch.float32, device=args.device)  # (B, N)
+    rewards = torch.tensor(np.stack(par.gather(list(rewards))), dtype=torch.float32, device=args.device)  # (B, N)
     clock.lap("reward")
 
     # 3. advantage: the first M completions of each group are trained (samples are i.i.d., so the
     # first M are a uniform subset; all N voted)
     advantages = grpo.group_advantages(rewards[:, :args.n_train], args.adv_scale)  # (B, M)
-    batch = make_experience(run, groups, advantages[run.my_share])  # (B*M, T) this rank's rows
+    batch = make_experience(groups, par.mine(advantages), learner, args)  # (B*M, T)
 
-    # 4-5. loss and AdamW update(s), unless the step has nothing to teach
-    run.engine.sleep()  # --vllm-sleep: the engine lends its memory to the update until step 6 (else no-op)
-    stats = update_policy(run.trainer, run.opt, batch, args) if has_signal(advantages, batch) else dict(NO_UPDATE)
-    run.sched.step()  # the schedule counts steps, updated or not
-    if batch.entropy is None:  # no update ran, yet the log reads the policy's log-probs and entropy
-        policy_before_update(run, batch)
+    # 4-5. loss and AdamW update(s), unless the step has nothing to teach: AdamW would still move the
+    # weights on a zero gradient (momentum, weight decay), so then there is no update at all
+    engine.sleep()  # --vllm-sleep: the engine lends its memory to the update until step 6 (else no-op)
+    if has_signal(advantages, batch, par):
+        stats, logp, entropy = update_policy(learner.model, learner.opt, batch, args, par)
+    else:  # the log still reads the policy's log-probs and entropy
+        stats, (logp, entropy) = dict(NO_UPDATE), no_grad_logprobs(learner.model, batch, args, entropy=True)
+    learner.sched.step()  # the schedule counts steps, updated or not
     clock.lap("train")
 
     # 6. sync: the engine samples the next step from the new weights
-    if args.fsdp:  # the weights live in shards: gathered one tensor at a time
-        dist.push_sharded_weights(run.engine, run.trainer, run.engine_model)
-    else:
-        run.engine.sync(run.model)
+    par.push_weights(engine, learner.model)
     clock.lap("sync")
     return dict(groups=groups, answers=answers, votes=votes, labels=labels, rewards=rewards, batch=batch,
-                entropy=batch.entropy, stats=stats, times=clock.laps)
+                logp=logp, entropy=entropy, stats=stats, times=clock.laps)
 
 
-def make_experience(run: "Run", groups, advantages: torch.Tensor) -> grpo.Experience:
+@dataclass
+class Learner:
+    """What a step works with (setup_training builds it)."""
+
+    model: torch.nn.Module  # the policy the loss backpropagates through, float32 weights (torchrun: its DDP / FSDP form)
+    opt: torch.optim.Optimizer  # AdamW over the policy's parameters
+    sched: object  # the learning-rate schedule (lr_lambda), one step per TTRL step
+    engine: object  # samples the rollouts (sample.py): HFEngine (the policy itself) or VLLMEngine (a copy, synced)
+    pad_id: int  # the tokenizer's padding token (collate)
+    reward_settings: dict  # RewardContext's fields that stay fixed over a run: encoder, judge, settings (rewards.py)
+    ref: torch.nn.Module | None = None  # the frozen start model for the KL term (None when --kl-coef 0)
+    par: object = field(default_factory=lambda: OneProcess())  # the other processes: none (torchrun: dist.Ranks)
+
+
+class OneProcess:
+    """How a step meets the other processes of a run: in one process, not at all, so each method hands
+    its input back. Under torchrun, dist.Ranks has the same methods with collectives behind them."""
+
+    positions = None  # the engine's seeds by place in the step: one process seeds per call (sample.py)
+
+    def gather(self, groups: list) -> list:
+        return groups  # every process's groups of the step, in step order
+
+    def mine(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows  # this process's rows of the step's B questions
+
+    def sum(self, x):
+        return x  # summed over the processes
+
+    def mean(self, x):
+        return x  # averaged over the processes
+
+    def grad_sync(self, model, last: bool):
+        return contextlib.nullcontext()  # DDP / FSDP: sync the gradients in the last micro-batch's backward only
+
+    def clip_grad_norm(self, model, max_norm: float) -> float:
+        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+
+    def weight_norm(self, model) -> float:
+        """The global L2 norm of the weights (check_update's guard)."""
+        return float(torch.nn.utils.get_total_norm([p.detach() for p in model.parameters()]))
+
+    def push_weights(self, engine, model) -> None:
+        engine.sync(model)  # the hf engine samples from `model` itself; vLLM gets the weights copied in
+
+
+def make_experience(groups, advantages: torch.Tensor, learner: Learner, args) -> grpo.Experience:
     """Step 4's batch: the first M completions of each group (B*M rows) with their advantages (B, M)
-    and the log-probs the loss compares against: the frozen reference's, and, with U > 1 updates per
-    step, the old policy's (the one that sampled, recomputed by the trainer). With one update the old
-    policy is the one being updated: update_policy takes its log-probs from its own forward pass (as
-    TRL does), and the extra no-gradient pass over the batch is saved (tests/test_train.py: same update)."""
-    args = run.args
+    and, with the KL term, the frozen reference's log-probs. The old policy's log-probs, which the
+    ratio compares against, are update_policy's business."""
     trained = [r for g in groups for r in g[:args.n_train]]
-    batch = collate(trained, run.tok.pad_token_id).to(args.device)
+    batch = collate(trained, learner.pad_id).to(args.device)
     batch.advantages = advantages.flatten()  # (B*M,)
     if args.mask_truncated:  # a cut-off completion never reached its answer: keep it out of the loss
         truncated = torch.tensor([r.truncated for r in trained], device=args.device)  # (B*M,)
         batch.mask = batch.mask * ~truncated[:, None]  # (B*M, T)
-    if args.updates_per_step > 1:  # the first update moves the policy: fix the old log-probs before it
-        policy_before_update(run, batch)
-    if run.ref is not None:
-        batch.ref_logp = no_grad_logprobs(run.ref, batch, args)
+    if learner.ref is not None:
+        batch.ref_logp = no_grad_logprobs(learner.ref, batch, args)
     return batch
-
-
-def policy_before_update(run: "Run", batch: grpo.Experience) -> None:
-    """batch.old_logp and batch.entropy (B*M, T): the policy's log-probs and token entropy as it is now,
-    in one no-gradient pass. --fsdp: the sharded module (its forward gathers the layers); DDP: the
-    plain replica (no collective)."""
-    batch.old_logp, batch.entropy = no_grad_logprobs(run.trainer if run.args.fsdp else run.model, batch, run.args, entropy=True)
 
 
 def collate(rollouts, pad_id: int) -> grpo.Experience:
@@ -198,46 +237,53 @@ def no_grad_logprobs(model, batch: grpo.Experience, args, entropy: bool = False)
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
+def update_policy(model, opt, batch: grpo.Experience, args, par=None) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
     """Steps 4-5: U = --updates-per-step AdamW updates, each on a mini-batch (1/U of the rows), each
     mini-batch split into micro-batches whose gradients add up to the gradient of the mini-batch's loss.
-    model: what the loss backpropagates through (torchrun: the DDP / FSDP module).
+    The old policy's log-probs (the ratio's denominator): batch.old_logp if given; else, with U = 1, the
+    update's own forward pass (the policy has not moved yet: as TRL does, no extra pass), and with
+    U > 1 one no-gradient pass before the first update. Returns the update's numbers, and the old
+    log-probs with the token entropy (B*M, T) for the log (the entropy is None when old_logp was given).
+    par: the other processes (torchrun); in one process, none.
     Guards: an update whose loss or gradient norm is NaN/inf is not applied (counted in "nonfinite");
     "weight_change", the largest |norm(weights after) / norm(weights before) - 1| of the step's updates,
     is how far the weights moved (not finite: they did; check_update stops a run that went too far)."""
-    U, rows = args.updates_per_step, len(batch)
+    par = par or OneProcess()
+    U, rows, entropy = args.updates_per_step, len(batch), None
+    if batch.old_logp is None and U > 1:  # the first update moves the policy: the old log-probs first
+        old_logp, entropy = no_grad_logprobs(model, batch, args, entropy=True)
+        batch = dataclasses.replace(batch, old_logp=old_logp)
     # --loss-agg's denominator: tokens (token-mean) or completions (seq-mean-token-mean)
     size = (lambda b: b.mask.sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b)))
     stats = {"loss": 0.0, "clip_frac": [], "kl": [], "grad_norm": [], "nonfinite": 0, "weight_change": 0.0}
-    norm_before = weight_norm(model)
-    first_pass = []  # U = 1 (no old_logp given, make_experience): the micro-batches as the policy saw them
+    norm_before = par.weight_norm(model)
+    first_pass = []  # U = 1, no old_logp given: (log-probs, entropy) of each micro-batch as the policy saw it
     for u in range(U):
         mini = batch.rows(u * rows // U, (u + 1) * rows // U)
         # Each micro-batch's loss weighs its share of the mini-batch's denominator, so the weighted sum
-        # is the mini-batch's loss. torchrun: the denominator of every rank's mini-batch together, times
-        # K, as DDP / FSDP average the K ranks' gradients (docs/multi-gpu.md); one process: the plain sum.
-        denominator = dist.all_sum(size(mini))
+        # is the mini-batch's loss. torchrun: the denominator averaged over the processes, as DDP / FSDP
+        # average their gradients (docs/multi-gpu.md).
+        denominator = par.mean(size(mini))
         opt.zero_grad(set_to_none=True)
         mini_loss = 0.0
         micro = mini.split(args.micro_batch)
         for j, mb in enumerate(micro):
-            with dist.grad_sync(model, j == len(micro) - 1):  # torchrun: one all-reduce, in the last backward
+            with par.grad_sync(model, j == len(micro) - 1):
                 if mb.old_logp is None:  # the policy that sampled is this one: ratio 1, gradient A * grad(logp)
-                    logp, mb.entropy = sequence_logprobs(model, mb, args.temperature, args.dtype, entropy=True)
-                    mb.old_logp = logp.detach()  # (micro-batch rows, T)
-                    first_pass.append(mb)
+                    logp, mb_entropy = sequence_logprobs(model, mb, args.temperature, args.dtype, entropy=True)
+                    mb = dataclasses.replace(mb, old_logp=logp.detach())  # (micro-batch rows, T)
+                    first_pass.append((mb.old_logp, mb_entropy))
                 else:
                     logp = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (micro-batch rows, T)
                 loss, loss_stats = grpo.policy_loss(logp, mb, eps_low=args.eps_low, eps_high=args.eps_high,
                                                     kl_coef=args.kl_coef, agg=args.loss_agg, is_cap=args.is_cap)
-                share = float(size(mb) / denominator * dist.world)
+                share = float(size(mb) / denominator)
                 (loss * share).backward()
             mini_loss += loss.item() * share
             stats["clip_frac"].append(loss_stats["clip_frac"])
             stats["kl"].append(loss_stats.get("kl", 0.0))
-        mini_loss = dist.all_mean(mini_loss)  # torchrun: NaN on any rank -> every rank skips alike
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP returns a DTensor
+        mini_loss = par.mean(mini_loss)  # torchrun: NaN on any process -> every process skips alike
+        norm = par.clip_grad_norm(model, args.grad_clip)
         if not (math.isfinite(norm) and math.isfinite(mini_loss)):
             opt.zero_grad(set_to_none=True)  # the weights and AdamW's moments stay as they were
             stats["nonfinite"] += 1
@@ -245,38 +291,25 @@ def update_policy(model, opt, batch: grpo.Experience, args) -> dict:
         stats["loss"] += mini_loss / U
         stats["grad_norm"].append(norm)
         opt.step()
-        norm_after = weight_norm(model)
+        norm_after = par.weight_norm(model)
         change = abs(norm_after / norm_before - 1)
         if not change <= stats["weight_change"]:  # the largest so far, or NaN (weights no longer finite)
             stats["weight_change"] = change
         norm_before = norm_after
-    if first_pass:  # for the log: the policy's log-probs (sampler gap) and entropy before the update
-        batch.old_logp, batch.entropy = (torch.cat([getattr(mb, k) for mb in first_pass]) for k in ("old_logp", "entropy"))
+    old_logp = torch.cat([lp for lp, _ in first_pass]) if first_pass else batch.old_logp  # (B*M, T)
+    entropy = torch.cat([e for _, e in first_pass]) if first_pass else entropy
     stats = {k: v if k in ("loss", "nonfinite", "weight_change") else float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
-    return {**stats, "update": "nonfinite" if stats["nonfinite"] else "ok"}
+    return {**stats, "update": "nonfinite" if stats["nonfinite"] else "ok"}, old_logp, entropy
 
 
 NO_UPDATE = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0, "nonfinite": 0, "weight_change": 0.0,
              "update": "no-signal"}
 
 
-def weight_norm(model) -> float:
-    """The global L2 norm of the weights. FSDP: the sharded ones (DTensors) reduced over every rank's
-    shards, together with those it left whole (plain tensors, the same on every rank)."""
-    params = [p.detach() for p in model.parameters()]
-    norms = []
-    for group in ([p for p in params if hasattr(p, "full_tensor")], [p for p in params if not hasattr(p, "full_tensor")]):
-        if group:
-            norm = torch.nn.utils.get_total_norm(group)
-            norms.append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
-    return math.hypot(*norms)
-
-
-def has_signal(advantages: torch.Tensor, batch: grpo.Experience) -> bool:
-    """Guard: False when nothing can be learned, because every advantage is 0 (each group unanimous)
-    or every trained token is masked. AdamW would still move the weights on a zero gradient (momentum,
-    weight decay), so such a step makes no update. torchrun: decided on every rank's tokens together."""
-    return not ((advantages == 0).all() or dist.all_sum(batch.mask.sum()) == 0)
+def has_signal(advantages: torch.Tensor, batch: grpo.Experience, par=None) -> bool:
+    """False when nothing can be learned, because every advantage is 0 (each group unanimous) or
+    every trained token is masked. torchrun: decided on every process's tokens together."""
+    return not ((advantages == 0).all() or (par or OneProcess()).sum(batch.mask.sum()) == 0)
 
 
 class Clock:
@@ -293,13 +326,13 @@ class Clock:
 # ----------------------------------------------------------------------------- setup and the run folder
 @dataclass
 class Run:
-    """What setup() and setup_training() build; ttrl_step and the run-folder helpers read it."""
+    """The run: what setup() and setup_training() build; main() and the run-folder helpers read it."""
 
     args: object  # the resolved flags (config.py), saved as config.json
     out: Path  # the run folder (written by rank 0 alone)
     rows: list  # {"question", "answer", media}: answers are read by evaluation and the log only
     prompts: list  # one prompt dict per row, in the model's format (data/prompts.py)
-    grade: object  # the true answers' judge, for evaluation and monitoring (data/tasks.py)
+    checker: object  # (answer, truth) -> right?, for evaluation and monitoring (data.tasks.checker)
     model: torch.nn.Module  # the policy: float32 master weights
     tok: object
     engine: object  # the rollout engine (sample.py): HFEngine or VLLMEngine
@@ -314,12 +347,8 @@ class Run:
     pool: list = field(default_factory=list)  # the questions trained on (all, or --adapt-on of them)
     per_step: int = 0  # B
     my_share: list = field(default_factory=list)  # this rank's places in each step's B questions (all of them in one process)
-    positions: list | None = None  # the same, for the engine (None in one process: seeds per call)
     # set by setup_training:
-    trainer: torch.nn.Module | None = None  # what the loss backpropagates through: the model, or its DDP / FSDP form
-    ref: torch.nn.Module | None = None  # frozen start model for the KL term (None when --kl-coef 0)
-    opt: torch.optim.Optimizer | None = None
-    sched: object = None
+    learner: Learner | None = None  # what a step works with: the policy (torchrun: wrapped), AdamW, schedule, engine, ...
     start: int = 0  # steps done before (a resumed run)
     total_steps: int = 0
     steps_per_epoch: int = 0
@@ -351,7 +380,7 @@ def setup(args) -> Run:
     prompts = data.prompts.make_prompts(rows, tok, model_path, args.model, template, processor, args.answer_format)
     rows, prompts = drop_too_long(rows, prompts, tok, processor, context_length(model), args)
     settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
-                    tensor_parallel=args.tp, torchrun=dist.launched, sleep_level=args.vllm_sleep)
+                    torchrun=dist.launched, sleep_level=args.vllm_sleep)
     engine = make_engine(args.engine, model, tok, policy_path, args.dtype, args.gen_batch, processor, **settings)
     engine_model = None
     # --fsdp shards `model` in place, and a sharded module cannot generate on one rank alone (each
@@ -364,16 +393,16 @@ def setup(args) -> Run:
     if args.judge_model:  # a separate, frozen judge with its own engine (config.py: judge mode only)
         judge_policy, judge_tok = load_policy(args.judge_model, args.dtype, args.device)
         judge_engine = make_engine(args.engine, judge_policy, judge_tok, args.judge_model, args.dtype, args.gen_batch, **settings)
-    grade = data.tasks.grader(args.data, args.answer_format)  # the true answers' judge: evaluation, monitoring, truth baseline
+    checker = data.tasks.checker(args.data, args.answer_format)  # judges an answer against the truth: evaluation, monitoring, truth baseline
     reward_settings = dict(embed=embed, judge=greedy_replies(judge_engine, args.judge_max_tokens, context_length(judge_policy)),
                            entropy_coef=args.entropy_coef, entropy_form=args.entropy_form,
                            centroid_anchor=args.centroid_anchor, cluster_k_min=args.cluster_k_min,
-                           cluster_k_max=args.cluster_k_max, seed=args.seed, grade=grade)
+                           cluster_k_max=args.cluster_k_max, seed=args.seed, checker=checker)
     dist.print0(f"model {model_path} | engine {engine.name} | {len(rows)} questions | run folder {out}"
                 + (f" | {dist.world} ranks, {'FSDP' if args.fsdp else 'DDP'}" if dist.launched else ""))
     random.seed(args.seed)  # after the engine: vLLM re-seeds torch's global generator when it starts
     torch.manual_seed(args.seed)
-    run = Run(args, out, rows, prompts, grade, model, tok, engine, judge_engine,
+    run = Run(args, out, rows, prompts, checker, model, tok, engine, judge_engine,
               reward_settings, processor or tok, data.tasks.marker_files(model_path), model_path, resume_from, engine_model,
               lock)
     # The questions trained on: all of them, or --adapt-on of them (evaluation always covers all)
@@ -385,7 +414,6 @@ def setup(args) -> Run:
         raise SystemExit(f"--prompts-per-step {run.per_step} over {dist.world} ranks: use a multiple of {dist.world} "
                          f"(each rank samples and trains the same number of questions)")
     run.my_share = dist.shard(range(run.per_step))
-    run.positions = run.my_share if dist.launched else None
     if dist.is_main():  # every check passed: the run's flags (--resume reads them back)
         with checkpoint.disk_errors(out, "config.json"):
             (out / "config.json").write_text(json.dumps(vars(args), indent=1))
@@ -427,17 +455,20 @@ def setup_training(run: Run) -> None:
     args = run.args
     run.steps_per_epoch = math.ceil(len(run.pool) / run.per_step)
     run.total_steps = args.max_steps or max(1, round(args.epochs * run.steps_per_epoch))
+    ref = None
     if args.kl_coef > 0:  # a frozen copy of the start model for the KL term
-        run.ref, _ = load_policy(run.model_path, args.dtype, args.device)
-        run.ref.eval().requires_grad_(False)
-    run.trainer = dist.wrap(run.model, args.fsdp)  # torchrun: DDP or FSDP; one process: the model itself
-    run.opt = torch.optim.AdamW(run.trainer.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    run.sched = torch.optim.lr_scheduler.LambdaLR(run.opt, lr_lambda(args, run.total_steps))
+        ref, _ = load_policy(run.model_path, args.dtype, args.device)
+        ref.eval().requires_grad_(False)
+    trainer = dist.wrap(run.model, args.fsdp)  # torchrun: DDP or FSDP; one process: the model itself
+    opt = torch.optim.AdamW(trainer.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(args, run.total_steps))
     # the schedule steps on skipped updates too, which torch warns about at every such step
     warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`")
+    par = dist.Ranks(run.my_share, args.fsdp, run.engine_model) if dist.launched else OneProcess()
+    run.learner = Learner(trainer, opt, sched, run.engine, run.tok.pad_token_id, run.reward_settings, ref, par)
     if run.resume_from:  # every rank loads the same checkpoint: weights (setup), AdamW, schedule, data order, RNG
-        run.start, run.order, opt_state = checkpoint.restore(run.resume_from, run.sched, dist.rank, dist.world)
-        dist.load_optimizer_state(run.trainer, run.opt, opt_state)
+        run.start, run.order, opt_state = checkpoint.restore(run.resume_from, sched, dist.rank, dist.world)
+        dist.load_optimizer_state(trainer, opt, opt_state)
     if dist.is_main():
         for name in ("metrics.jsonl", "eval_steps.jsonl", "groups.jsonl"):  # steps after the checkpoint are redone
             checkpoint.trim_metrics(run.out / name, run.start)
@@ -465,7 +496,7 @@ def next_questions(run: Run) -> list[int]:
     return [step_questions[p] for p in run.my_share]
 
 
-def evaluate(run: Run, tag: str, step: int | None = None) -> dict:
+def evaluate_run(run: Run, tag: str, step: int | None = None) -> dict:
     """eval.py's metrics on every question, written to eval_{tag}.json (+ per-question JSONL), or, during
     training (--eval-every), as one line {"step": step, ...} of eval_steps.jsonl; {} when --eval-k is 0.
     A resumed run reads its eval_before.json back. Under torchrun each rank answers a shard of the
@@ -487,7 +518,7 @@ def evaluate(run: Run, tag: str, step: int | None = None) -> dict:
     records = question_records(run.engine, [run.prompts[i] for i in my_share], [run.rows[i]["answer"] for i in my_share],
                                args.eval_k, args.eval_temperature, args.eval_top_p, args.max_tokens, args.seed,
                                [run.rows[i]["question"] for i in my_share], my_share if dist.launched else None,
-                               answer_format=args.answer_format, grader=run.grade)
+                               answer_format=args.answer_format, checker=run.checker)
     records = dist.gather_shards(records)  # every question, in order, on rank 0
     if not dist.is_main():
         return {}
@@ -551,10 +582,10 @@ def check_update(run: Run, m: dict) -> None:
 def save_checkpoint(run: Run, step: int) -> None:
     """Every rank takes part (FSDP gathers the weights and AdamW state; each rank's RNG state is kept),
     rank 0 writes, the others wait until the folder is whole."""
-    opt_state, rngs, weights = dist.training_state(run.trainer, run.opt)
+    opt_state, rngs, weights = dist.training_state(run.learner.model, run.learner.opt)
     if dist.is_main():
         with checkpoint.disk_errors(run.out, f"checkpoint step {step}", checkpoint.size_on_disk(run.model, True)):
-            checkpoint.save(run.out, step, run.model, run.tokenizer_or_processor, opt_state, run.sched, run.order,
+            checkpoint.save(run.out, step, run.model, run.tokenizer_or_processor, opt_state, run.learner.sched, run.order,
                             run.markers, run.args.keep_checkpoints, weights, rngs)
     dist.barrier()
 
@@ -564,7 +595,7 @@ def finish(run: Run, before: dict, after: dict) -> None:
     args = run.args
     if run.log:
         run.log.close()
-    weights = dist.full_state_dict(run.trainer) if args.fsdp else None  # FSDP: gathered to rank 0
+    weights = dist.full_state_dict(run.learner.model) if args.fsdp else None  # FSDP: gathered to rank 0
     if dist.is_main():
         with checkpoint.disk_errors(run.out, "final/", checkpoint.size_on_disk(run.model, False)):
             checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights)

@@ -1,5 +1,6 @@
 """What the embedded models' builders share: a character tokenizer, one pre-training loop,
-and a cache so each model is built once.
+and a cache so each model is built once; the free-text tasks' answer checker (word_named); and the
+random-weight Qwen2 models of the benchmarks and the GPU check (random_qwen2).
 
     python -m data.tinymath          # build (or reuse) one embedded model and print its folder
 
@@ -65,6 +66,32 @@ def llava_model(tok, b: dict, max_positions: int):
                       vision_feature_layer=-1, vision_feature_select_strategy="default", projector_hidden_act="gelu",
                       tie_word_embeddings=True)
     return LlavaForConditionalGeneration(cfg)
+
+
+def random_qwen2(shape: dict, device: str = "cpu", seed: int = 0, save: Path | None = None, tokenizer=None):
+    """A Qwen2ForCausalLM with random weights from Qwen2Config(**shape) (nothing downloaded), float32,
+    created on `device`, initialised after torch.manual_seed(seed): the same seed and shape give the
+    same weights, so measurements on it stay comparable. With `save`, it is also written there with
+    `tokenizer` in HF format (transformers and vLLM load it). The benchmarks (projects/bench_sizes.py,
+    projects/bench_memory.py) and the GPU check (projects/gpu_check.py) build their models here."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    with torch.device(device):  # the weights are made where they will run: no float32 copy on the CPU first
+        model = Qwen2ForCausalLM(Qwen2Config(**shape))
+    if save is not None:
+        model.save_pretrained(save)
+        tokenizer.save_pretrained(save)
+    return model
+
+
+def word_named(answer: str | None, words, plurals: bool = False) -> str | None:
+    """The one of `words` that a free-text answer names, else None (none named, or several): the
+    answer is lower-cased and split at whitespace, "?" and "." ("Clicks." -> "clicks"); with
+    `plurals`, a word + "s" counts as the word. The tiny-sounds and tiny-clips checkers (`grade`)."""
+    said = set((answer or "").lower().replace("?", " ").replace(".", " ").split())
+    named = [w for w in words if w in said or (plurals and w + "s" in said)]
+    return named[0] if len(named) == 1 else None
 
 
 def pad_answers(prompt: list[int], answers: list[list[int]], pad_id: int) -> dict:

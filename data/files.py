@@ -141,7 +141,7 @@ def load_rows(data: str, question_key: str = "question", answer_key: str | None 
 def _answer(value, data: str) -> str | None:
     """A reference answer from its cell, None when there is none: GSM8K's number after "####", a
     worked solution's last \\boxed{}, else the text."""
-    from rewards import extract_answer
+    from answers import extract_answer
 
     text = _text(value)
     if data == "gsm8k":  # "... reasoning ... #### 1,234" -> "1234"

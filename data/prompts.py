@@ -102,17 +102,12 @@ def make_prompts(rows: list[dict], tok, model_path: str, model_flag: str, templa
 
 
 if __name__ == "__main__":
-    from config import add_media_flags
-    from data.files import HUB, rows_for
+    from config import add_data_flags
+    from data.files import rows_for
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="tiny-math", help=f"{', '.join([*TASKS, *HUB])}, or a .jsonl/.json/.parquet/.csv file")
-    ap.add_argument("--question-key", default="question", help="column holding the question (files)")
-    ap.add_argument("--answer-key", default=None, help="column holding the reference answer, optional (files)")
-    add_media_flags(ap.add_argument)
-    ap.add_argument("--answer-format", default=None, choices=["boxed", "text"], help="boxed: math instruction; text: a short free-text answer (default: the embedded task's own, else boxed)")
+    add_data_flags(ap.add_argument)  # train.py's and eval.py's own
     ap.add_argument("--model", default=None, help="show prompts as this model's tokenizer renders them")
-    ap.add_argument("--prompt-template", default=None, help="a .txt prompt or .json chat messages with {question}")
     args = ap.parse_args()
     rows = rows_for(args, args.model or args.data)
     tok = None

@@ -52,10 +52,10 @@ def answer_format(data: str, given: str | None) -> str:
     return given or (TASKS[data].ANSWER_FORMAT if data in TASKS else "boxed")
 
 
-def grader(data: str, answer_format: str):
+def checker(data: str, answer_format: str):
     """How an extracted answer is judged against the truth (evaluation and monitoring only): the
     embedded task's own checker, the math grader for boxed answers, else normalised exact match."""
-    from rewards import grade, grade_text
+    from answers import grade, grade_text
 
     checker = getattr(TASKS.get(data), "grade", None)
     return checker or (grade if answer_format == "boxed" else grade_text)

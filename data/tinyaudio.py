@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.build import cached, make_tokenizer, pad_answers, pretrain, save_built
+from data.build import cached, make_tokenizer, pad_answers, pretrain, save_built, word_named
 
 SOUNDS = ["tone", "hiss", "chirp", "click"]
 WORDINGS = ["{w}", "a {w}", "a {w} sound", "i hear a {w}", "it sounds like a {w}"]
@@ -85,16 +85,10 @@ def make_clip(sound: str, rng: np.random.Generator, cond: dict = CLEAN, seconds:
     return (amp * x * fade + noise).astype(np.float32)
 
 
-def sound_named(answer: str | None) -> str | None:
-    """The task's checker reads this: the one sound word the answer names, else None."""
-    words = set((answer or "").lower().replace("?", " ").replace(".", " ").split())
-    named = [s for s in SOUNDS if s in words or s + "s" in words]
-    return named[0] if len(named) == 1 else None
-
-
 def grade(pred: str | None, truth: str) -> bool:
-    """Correct if the answer names exactly one sound and it is the true one ("i hear a chirp" = "chirp")."""
-    return sound_named(pred) == truth
+    """Correct if the answer names exactly one sound and it is the true one ("i hear a chirp" = "chirp";
+    a plural counts: "clicks." = "click")."""
+    return word_named(pred, SOUNDS, plurals=True) == truth
 
 
 def test_split(shifted: bool = True, b: dict = BUILD, s: dict = SHIFT) -> list[dict]:

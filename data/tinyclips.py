@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.build import cached, llava_model, llava_processor, pad_answers, pretrain, save_built
+from data.build import cached, llava_model, llava_processor, pad_answers, pretrain, save_built, word_named
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}  # (dx, dy) in image coordinates
 WORDINGS = ["{w}", "moving {w}", "it moves {w}", "the square moves {w}", "it goes {w}"]
@@ -75,16 +75,10 @@ def make_clip(direction: str, rng: np.random.Generator, cond: dict = CLEAN, fram
     return (np.clip(clip, 0, 1) * 255).round().astype(np.uint8)
 
 
-def direction_named(answer: str | None) -> str | None:
-    """The task's checker reads this: the one direction word the answer names, else None."""
-    words = set((answer or "").lower().replace("?", " ").replace(".", " ").split())
-    named = [d for d in DIRECTIONS if d in words]
-    return named[0] if len(named) == 1 else None
-
-
 def grade(pred: str | None, truth: str) -> bool:
-    """Correct if the answer names exactly one direction and it is the true one ("it goes up" = "up")."""
-    return direction_named(pred) == truth
+    """Correct if the answer names exactly one direction and it is the true one ("it goes up" = "up";
+    no plurals: "lefts" names none)."""
+    return word_named(pred, DIRECTIONS) == truth
 
 
 def test_split(shifted: bool = True, b: dict = BUILD, s: dict = SHIFT) -> list[dict]:

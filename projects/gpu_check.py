@@ -41,19 +41,13 @@ sys.path.insert(0, str(REPO))  # the repository root: its modules by name
 
 import torch  # noqa: E402
 
+from data.build import random_qwen2  # noqa: E402  (the models here: seed 0, float32 weights as the trainer keeps them)
+
 # Qwen2.5-Math-1.5B's shape (its config.json): 1.54B parameters, tied embeddings
 QWEN_1_5B = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                  num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True)
 SMALL = dict(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)
-
-
-def random_model(shape: dict, device: str):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        return Qwen2ForCausalLM(Qwen2Config(**shape))  # float32 weights, as the trainer keeps them
 
 
 def peak_gb(device: str) -> float | None:
@@ -78,9 +72,9 @@ def a_update(args, device: str) -> dict:
     rows = 4 if args.small else run_args.prompts_per_step * run_args.n_train // run_args.updates_per_step  # 32
     prompt, length = (8, 64) if args.small else (150, 150 + run_args.max_tokens)  # tokens per sequence
     run_args.updates_per_step = 1  # one update of `rows` completions: the preset's mini-batch
-    model = random_model(shape, device).train()
+    model = random_qwen2(shape, device).train()
     model.gradient_checkpointing_enable()
-    ref = random_model(shape, device).to(torch.bfloat16 if args.dtype == "bfloat16" else torch.float32).eval()
+    ref = random_qwen2(shape, device).to(torch.bfloat16 if args.dtype == "bfloat16" else torch.float32).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=run_args.lr, weight_decay=run_args.weight_decay)
     ids = torch.randint(0, shape["vocab_size"], (rows, length), device=device)
     mask = torch.zeros(rows, length - 1, device=device)
@@ -95,11 +89,11 @@ def a_update(args, device: str) -> dict:
             engine_block = torch.empty(int(run_args.vllm_gpu_memory * total), dtype=torch.uint8, device=device)
         reset(device)
         t = time.time()
-        # the preset's U = 8 updates per step fix the old policy's log-probs first (train.policy_before_update)
-        batch.old_logp, batch.entropy = train.no_grad_logprobs(model, batch, run_args, entropy=True)
+        # the preset's U = 8 updates per step take the old policy's log-probs first (update_policy at U > 1)
+        batch.old_logp, _ = train.no_grad_logprobs(model, batch, run_args, entropy=True)
         batch.ref_logp = train.no_grad_logprobs(ref, batch, run_args)
         t_frozen = time.time() - t
-        stats = train.update_policy(model, opt, batch, run_args)
+        stats, _, _ = train.update_policy(model, opt, batch, run_args)  # the numbers; the old log-probs are batch.old_logp
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         key = "with_engine_block" if with_engine else "alone"
@@ -121,7 +115,7 @@ def b_precision(args, device: str) -> dict:
     import train
 
     shape = SMALL if args.small else QWEN_1_5B
-    model = random_model(shape, device).train()
+    model = random_qwen2(shape, device).train()
     length = 64 if args.small else 512
     ids = torch.randint(0, shape["vocab_size"], (2, length), device=device)
     batch = grpo.Experience(ids, torch.ones_like(ids), torch.ones(2, length - 1, device=device))
@@ -150,7 +144,7 @@ def c_engine(args, device: str) -> dict:
     from sample import HFEngine
 
     shape = SMALL if args.small else QWEN_1_5B
-    model = random_model(shape, device).eval()
+    model = random_qwen2(shape, device).eval()
     sequences = 8 if args.small else 64
     engine = HFEngine(model, IdsTokenizer(32), batch_size=sequences, dtype=args.dtype)  # random prompts
     out = {"sequences": sequences}

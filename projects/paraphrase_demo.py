@@ -42,6 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its modules by name
 import rewards  # noqa: E402
+import semantic  # noqa: E402
+from answers import majority_vote  # noqa: E402
 from encoders import load_encoder  # noqa: E402
 
 WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen \
@@ -107,21 +109,21 @@ def as_votes(answers):
 
 
 def equivalence_vote(answers, emb=None):
-    vote = rewards.majority_vote(as_votes(answers))  # math-verify: "7" = "7.0", but not "seven"
+    vote = majority_vote(as_votes(answers))  # math-verify: "7" = "7.0", but not "seven"
     return vote.label, vote.rewards.astype(np.float64)
 
 
 def number_word_vote(answers, emb=None):
     normalised = [None if meaning(a) is None else str(meaning(a)) for a in answers]
-    vote = rewards.majority_vote(normalised)
+    vote = majority_vote(normalised)
     return vote.label, vote.rewards.astype(np.float64)
 
 
 def centroid_mode(anchor):
     def run(answers, emb):
-        r = rewards.centroid_rewards(emb, rewards.empty_mask(answers), anchor)
+        r = semantic.centroid_rewards(emb, semantic.empty_mask(answers), anchor)
         if anchor == "medoid":
-            i = rewards.medoid_index(emb, rewards.empty_mask(answers))
+            i = semantic.medoid_index(emb, semantic.empty_mask(answers))
         else:
             i = int(np.argmax(r))  # the answer nearest the mean direction
         return (None if i is None else answers[i]), r
@@ -131,7 +133,7 @@ def centroid_mode(anchor):
 
 def cluster_mode(continuous):
     def run(answers, emb):
-        r, info = rewards.cluster_rewards(emb, rewards.empty_mask(answers), continuous=continuous)
+        r, info = semantic.cluster_rewards(emb, semantic.empty_mask(answers), continuous=continuous)
         return (None if info["anchor"] is None else answers[info["anchor"]]), r
 
     return run
@@ -148,15 +150,23 @@ def fixed_scorer(prompt: str, k: int) -> str:
     return REPLY_FORMATS[k % len(REPLY_FORMATS)].format(s=10 if same else 0)
 
 
+def vote_reference(answers) -> str | None:
+    """The judge's other reference here: the first answer in TTRL's winning cluster (math answers; ties
+    by first occurrence, so it depends on the order; semantic.judge_reference takes the medoid)."""
+    empty = semantic.empty_mask(answers)
+    vote = majority_vote([None if e else a for a, e in zip(answers, empty)])
+    return None if vote.label is None else answers[int(np.argmax(vote.rewards))]
+
+
 def judge_mode(how):
     def run(answers, emb):
-        _, reference = rewards.judge_reference(answers, emb, how=how)
-        empty = rewards.empty_mask(answers)
+        reference = semantic.judge_reference(answers, emb)[1] if how == "medoid" else vote_reference(answers)
+        empty = semantic.empty_mask(answers)
         replies = [
-            "" if e else fixed_scorer(rewards.judge_prompt("What is the number?", reference, a), k)
+            "" if e else fixed_scorer(semantic.judge_prompt("What is the number?", reference, a), k)
             for k, (a, e) in enumerate(zip(answers, empty))
         ]
-        return reference, rewards.judge_rewards(replies, empty)
+        return reference, semantic.judge_rewards(replies, empty)
 
     return run
 

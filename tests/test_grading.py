@@ -1,4 +1,4 @@
-"""Grading agreement: tricky (truth, prediction) pairs through rewards.grade, the grader every reward
+"""Grading agreement: tricky (truth, prediction) pairs through answers.grade, the grader every reward
 and metric uses. Each verdict is what a careful human grader would say. Run:
 
     python -m pytest tests/test_grading.py -q
@@ -8,7 +8,7 @@ documents the grader, and an xfail that starts passing fails the run so the tabl
 """
 import pytest
 
-from rewards import grade
+from answers import grade
 
 WORDS = pytest.mark.xfail(strict=True, reason="numbers written as words are not parsed by math-verify")
 

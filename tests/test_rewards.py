@@ -1,4 +1,4 @@
-"""Tests for rewards.py. Run: python -m pytest tests/test_rewards.py -q"""
+"""Tests for answers.py (extraction, the grader, the vote) and rewards.py (the modes, TTRV's frequency reward). Run: python -m pytest tests/test_rewards.py -q"""
 
 import math
 import threading
@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rewards
-from rewards import extract_answer, frequency_rewards, grade, is_equivalent, majority_vote, ttrl_rewards
+from answers import _parse, _parseable, extract_answer, grade, is_equivalent, majority_vote
+from rewards import frequency_rewards
 
 # ---------------------------------------------------------------------------
 # extract_answer
@@ -35,6 +36,14 @@ from rewards import extract_answer, frequency_rewards, grade, is_equivalent, maj
         ("", None),
         (r"\boxed{}", None),  # empty box
         (r"\boxed{  }", None),
+        (r"Thus $\boxed 5$.", "5"),  # a box without braces (TTRL's and verl's graders read it)
+        (r"\boxed 42", "42"),
+        (r"\boxed 7.", "7"),  # a sentence's punctuation is not the answer's
+        (r"\boxed 9, so", "9"),
+        (r"\boxed {8}", "8"),  # a space before the brace
+        (r"\boxed{3}, then \boxed 4", "4"),  # the last box wins, braced or not
+        (r"\boxed 4, then \boxed{3}", "3"),
+        (r"the answer is 1, \boxed 2", "2"),
     ],
 )
 def test_extract_answer(text, expected):
@@ -126,21 +135,21 @@ def test_equal_answers_vote_together():
     assert vote.label == "1/2"  # first surface form of the winning cluster
     assert vote.majority_ratio == pytest.approx(3 / 5)
     assert vote.rewards.tolist() == [1, 0, 1, 1, 0]
-    assert vote.cluster_ids.tolist() == [0, 1, 0, 0, 1]
+    assert vote.group_ids.tolist() == [0, 1, 0, 0, 1]
     assert vote.n_distinct == 2
 
 
 def test_vote_output_types():
     vote = majority_vote(["1", "2", None])
     assert vote.rewards.dtype == np.float32 and vote.rewards.shape == (3,)
-    assert np.issubdtype(vote.cluster_ids.dtype, np.integer) and vote.cluster_ids.shape == (3,)
+    assert np.issubdtype(vote.group_ids.dtype, np.integer) and vote.group_ids.shape == (3,)
 
 
 def test_none_never_votes_and_gets_zero():
     vote = majority_vote([None, None, None, "4", "5", "5"])
     assert vote.label == "5"  # three Nones do not outvote anything
     assert vote.rewards.tolist() == [0, 0, 0, 0, 1, 1]
-    assert vote.cluster_ids.tolist() == [-1, -1, -1, 0, 1, 1]
+    assert vote.group_ids.tolist() == [-1, -1, -1, 0, 1, 1]
     assert vote.majority_ratio == pytest.approx(2 / 6)  # N counts the Nones
     assert vote.n_distinct == 2
 
@@ -150,14 +159,14 @@ def test_no_answers_no_label(answers):
     vote = majority_vote(answers)
     assert vote.label is None
     assert vote.rewards.tolist() == [0.0] * len(answers)
-    assert vote.cluster_ids.tolist() == [-1] * len(answers)
+    assert vote.group_ids.tolist() == [-1] * len(answers)
     assert vote.majority_ratio == 0.0
     assert vote.n_distinct == 0
 
 
 def test_unparseable_answer_cannot_win():
     # `\boxed{\text{}}` extracts to "\text{}", which math_verify parses to [].
-    assert rewards._parse(r"\text{}") == ()
+    assert _parse(r"\text{}") == ()
     vote = majority_vote([r"\text{}", r"\text{}", r"\text{}", "7", None])
     assert vote.label == "7"
     assert vote.rewards.tolist() == [0, 0, 0, 1, 0]
@@ -166,7 +175,7 @@ def test_unparseable_answer_cannot_win():
 
 
 def test_nothing_parses_falls_back_to_exact_string_vote():
-    assert rewards._parse("}") == () and rewards._parse("$") == ()
+    assert _parse("}") == () and _parse("$") == ()
     vote = majority_vote(["$", "}", "}", None])
     assert vote.label == "}"
     assert vote.rewards.tolist() == [0, 1, 1, 0]
@@ -194,14 +203,14 @@ def test_verify_calls_scale_with_distinct_strings(monkeypatch):
     assert len(calls) <= 10  # at most one call per pair of distinct strings
 
 
-def test_ttrl_rewards_end_to_end():
+def test_extract_then_vote_end_to_end():
     texts = [
         r"... so $\boxed{\frac{1}{2}}$",
         "I think the answer is 0.5.",
         r"\boxed{7}",
         "no idea",
     ]
-    vote = ttrl_rewards(texts)
+    vote = majority_vote([extract_answer(t) for t in texts])
     assert vote.label == r"\frac{1}{2}"
     assert vote.rewards.tolist() == [1, 1, 0, 0]
     assert vote.majority_ratio == 0.5
@@ -224,7 +233,7 @@ def test_vote_properties(answers, data):
     vote = majority_vote(answers)
 
     assert set(vote.rewards.tolist()) <= {0.0, 1.0}
-    for ans, r, c in zip(answers, vote.rewards, vote.cluster_ids):
+    for ans, r, c in zip(answers, vote.rewards, vote.group_ids):
         if ans is None:
             assert r == 0 and c == -1
 
@@ -233,8 +242,8 @@ def test_vote_properties(answers, data):
         return
 
     assert vote.label in answers
-    label_cluster = vote.cluster_ids[answers.index(vote.label)]
-    assert np.array_equal(vote.rewards == 1, vote.cluster_ids == label_cluster)
+    label_cluster = vote.group_ids[answers.index(vote.label)]
+    assert np.array_equal(vote.rewards == 1, vote.group_ids == label_cluster)
     assert vote.majority_ratio == pytest.approx(vote.rewards.sum() / n)
 
     # Permuting the group permutes nothing that matters: same winning cluster size.
@@ -244,11 +253,11 @@ def test_vote_properties(answers, data):
     assert shuffled.n_distinct == vote.n_distinct
     # With no tie for first place among the clusters allowed to win, the winner is
     # the same cluster, so the rewards just permute.
-    pairs = zip(answers, vote.cluster_ids)
-    can_win = {c for a, c in pairs if a is not None and rewards._parseable(a)}
+    pairs = zip(answers, vote.group_ids)
+    can_win = {c for a, c in pairs if a is not None and _parseable(a)}
     if not can_win:  # nothing parses: every cluster can win
-        can_win = set(vote.cluster_ids.tolist()) - {-1}
-    sizes = [np.sum(vote.cluster_ids == c) for c in can_win]
+        can_win = set(vote.group_ids.tolist()) - {-1}
+    sizes = [np.sum(vote.group_ids == c) for c in can_win]
     if sizes.count(max(sizes)) == 1:
         assert shuffled.rewards.tolist() == vote.rewards[order].tolist()
 
@@ -302,13 +311,8 @@ def test_literal_entropy_cancels_under_group_normalisation_per_sample_does_not()
     assert (adv["per-sample"] - adv[None]).abs().max() > 0.01  # survives: changes which rollouts win
 
 
-def test_vote_in_label_mask():
-    vote = majority_vote(["3", "5", "5", None])
-    assert vote.in_label.tolist() == [False, True, True, False]
-
-
 def test_truth_baseline_by_hand():
     # The baseline that reads the true answers: 1 where the task's checker says right ("0.5" = "1/2").
-    ctx = rewards.RewardContext([majority_vote(["3", "3", "0.5", None])], grade=grade, truths=["1/2"])
+    ctx = rewards.RewardContext([majority_vote(["3", "3", "0.5", None])], checker=grade, truths=["1/2"])
     r, labels = rewards.REWARDS["truth"]([["3", "3", "0.5", None]], ctx)
     assert r.tolist() == [[0.0, 0.0, 1.0, 0.0]] and labels == ["1/2"]

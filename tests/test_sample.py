@@ -9,7 +9,7 @@ import torch
 
 import train
 from data import tinymath
-from sample import (HFEngine, _ChosenLogprobs, finish, load_policy, request_seed, stop_token_ids,
+from sample import (HFEngine, _ChosenLogprobs, cut_at_stop, load_policy, request_seed, stop_token_ids,
                     vllm_weight_names)
 
 
@@ -41,8 +41,8 @@ def test_stop_tokens_and_cutting():
         def get_vocab(self):
             return {"<|endoftext|>": 5, "<|im_end|>": 6, "a": 7}
     assert stop_token_ids(Tok()) == [5, 6]
-    assert finish([7, 7, 6, 7, 7], [5, 6]) == ([7, 7, 6], False)  # cut after <|im_end|>, kept
-    assert finish([7, 7, 7], [5, 6]) == ([7, 7, 7], True)  # no stop token: max_tokens ran out
+    assert cut_at_stop([7, 7, 6, 7, 7], [5, 6]) == ([7, 7, 6], False)  # cut after <|im_end|>, kept
+    assert cut_at_stop([7, 7, 7], [5, 6]) == ([7, 7, 7], True)  # no stop token: max_tokens ran out
     _, tok = load_policy(str(tinymath.get_model()))
     assert stop_token_ids(tok) == [tok.eos_token_id]  # the embedded model has EOS only
 

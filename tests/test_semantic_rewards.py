@@ -13,18 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from encoders import load_encoder
-from rewards import (
-    JUDGE_TEMPLATE,
-    centroid_rewards,
-    cluster_rewards,
-    empty_mask,
-    judge_prompt,
-    judge_reference,
-    judge_rewards,
-    medoid_index,
-    parse_judge_score,
-    similarity_stats,
-)
+from semantic import JUDGE_TEMPLATE, centroid_rewards, cluster_rewards, empty_mask, judge_prompt, judge_reference, judge_rewards, medoid_index, parse_judge_score
 
 TFIDF = load_encoder("tfidf")
 
@@ -53,7 +42,7 @@ def fixed_judge(prompt: str) -> str:
 
 
 def judge_mode(answers, emb):
-    _, reference = judge_reference(answers, emb, how="medoid")
+    _, reference = judge_reference(answers, emb)
     empty = empty_mask(answers)
     replies = ["" if e else fixed_judge(judge_prompt("Q?", reference, a)) for a, e in zip(answers, empty)]
     return judge_rewards(replies, empty)
@@ -175,12 +164,6 @@ def test_unknown_anchor_and_bad_shapes_raise():
         centroid_rewards(HAND, HAND_EMPTY, "mean")
     with pytest.raises(ValueError):
         centroid_rewards(HAND, [False])
-
-
-def test_similarity_stats():
-    stats = similarity_stats(angles(0, 0, 90), [False] * 3)
-    assert stats["mean_pairwise_cos"] == pytest.approx(1 / 3)  # pairs: 1, 0, 0
-    assert stats["near_duplicate_frac"] == pytest.approx(1 / 3)
 
 
 # ---------------------------------------------------------------------------
@@ -308,12 +291,8 @@ def test_judge_reference():
     answers = ["seven", "7", "7", "", "12"]
     # mean cos to the others: "seven" (0.6 + 0.6 - 0.8) / 3, "7" (0.6 + 1 + 0) / 3, "12" -0.8 / 3
     emb = np.array([[0.6, 0.8], [1, 0], [1, 0], [0, 0], [0, -1]], dtype=float)
-    assert judge_reference(answers, emb, how="medoid") == (1, "7")
-    assert judge_reference(answers, how="vote") == (1, "7")
+    assert judge_reference(answers, emb) == (1, "7")
     assert judge_reference(["", None], np.zeros((2, 2))) == (None, None)
-    assert judge_reference(["", None], how="vote") == (None, None)
-    with pytest.raises(ValueError):
-        judge_reference(answers)  # medoid needs embeddings
 
 
 def test_judge_rewards_aggregation():

@@ -62,6 +62,25 @@ def test_tiny_model_is_imperfect_the_right_way(policy):
     assert summary["avg@16"] < 0.9, summary
 
 
+def test_ttrl_step_from_its_own_inputs(policy):
+    # The step as the README reads it: a Learner built by hand (no setup, no run folder, no torchrun)
+    # and four questions; its result holds the log's inputs, and the update moved the weights.
+    import copy
+
+    path, model, tok = policy
+    m = copy.deepcopy(model).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    learner = train.Learner(m, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), HFEngine(m, tok),
+                            tok.pad_token_id, reward_settings={})
+    args = train.parse_args(["--n-votes", "8", "--n-train", "4"])
+    rows = tinymath.test_split()[:4]
+    result = train.ttrl_step(learner, prompts_for(tok, path), [r["question"] for r in rows], args, seed=3)
+    assert result["rewards"].shape == (4, 8) and len(result["batch"]) == 16
+    assert result["logp"].shape == result["entropy"].shape == result["batch"].mask.shape
+    assert result["stats"]["update"] == "ok"
+    assert any((a - b).abs().max() > 0 for a, b in zip(m.state_dict().values(), model.state_dict().values()))
+
+
 def test_two_ttrl_steps_change_the_model_and_fill_the_run_folder(policy, tmp_path):
     path, model, _ = policy
     out = train.main(["--out", str(tmp_path / "run"), "--max-steps", "2", "--prompts-per-step", "4",
@@ -125,7 +144,7 @@ def test_memory_savers_give_the_same_update(policy, agg, flags):
 def test_one_update_per_step_needs_no_separate_old_logprob_pass(policy, extra):
     # With U = 1, update_policy takes the old log-probs from its own forward pass (logp.detach()) instead
     # of a no-gradient pass before it: the same loss, gradients and update, to float tolerance, and the
-    # same log-probs and entropy left in the batch for the log.
+    # same log-probs and entropy for the log.
     import copy
 
     path, model, tok = policy
@@ -138,16 +157,19 @@ def test_one_update_per_step_needs_no_separate_old_logprob_pass(policy, extra):
         m = copy.deepcopy(model).train()
         if args.kl_coef:
             batch.ref_logp = train.no_grad_logprobs(model, batch, args)
-        if separate_pass:  # what make_experience did before, for every U
-            batch.old_logp, batch.entropy = train.no_grad_logprobs(m, batch, args, entropy=True)
-        stats = train.update_policy(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, args)
-        results.append((stats, {k: p.grad.clone() for k, p in m.named_parameters()}, m.state_dict(), batch))
+        entropy = None
+        if separate_pass:  # a no-gradient pass first, as with U > 1
+            batch.old_logp, entropy = train.no_grad_logprobs(m, batch, args, entropy=True)
+        stats, old_logp, own_entropy = train.update_policy(m, torch.optim.SGD(m.parameters(), lr=1.0), batch, args)
+        assert (own_entropy is None) == separate_pass  # update_policy returns the entropy it computed itself
+        results.append((stats, {k: p.grad.clone() for k, p in m.named_parameters()}, m.state_dict(),
+                        (old_logp, own_entropy if entropy is None else entropy)))
     (s1, g1, w1, b1), (s2, g2, w2, b2) = results
     assert s1["loss"] == pytest.approx(s2["loss"], abs=1e-6) and s1["clip_frac"] == s2["clip_frac"] == 0.0
     assert s1["kl"] == pytest.approx(s2["kl"], abs=1e-7)
     assert max((g1[k] - g2[k]).abs().max().item() for k in g1) < 1e-6 < max(g.abs().max().item() for g in g1.values())
     assert all(torch.allclose(w1[k], w2[k], atol=1e-6) for k in w1)
-    assert torch.allclose(b1.old_logp, b2.old_logp, atol=1e-6) and torch.allclose(b1.entropy, b2.entropy, atol=1e-6)
+    assert torch.allclose(b1[0], b2[0], atol=1e-6) and torch.allclose(b1[1], b2[1], atol=1e-6)  # log-probs, entropy
 
 
 @pytest.mark.parametrize("reward", list(REWARDS))

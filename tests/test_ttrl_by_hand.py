@@ -12,7 +12,8 @@ import math
 import torch
 
 import grpo
-from rewards import REWARDS, RewardContext, extract, majority_vote
+from answers import extract, majority_vote
+from rewards import REWARDS, RewardContext
 
 
 def test_one_ttrl_step_by_hand():

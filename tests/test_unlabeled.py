@@ -126,7 +126,7 @@ def test_eval_win_rate_end_to_end_with_a_scripted_judge(files, tmp_path, monkeyp
     # The CLI path: a run folder trained on unlabeled questions against its start model. The tiny model
     # cannot judge (its replies never parse), so a scripted judge prefers the answer with the larger
     # boxed number, and its verdicts are recomputed here from the saved greedy answers.
-    from rewards import extract_answer
+    from answers import extract_answer
 
     run = train.main(["--data", str(files / "q.jsonl"), "--out", str(tmp_path / "run")] + SMALL)
 

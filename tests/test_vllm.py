@@ -132,8 +132,6 @@ def test_vllm_stops_at_any_stop_token_like_hf(setup):
 
 def test_refusals_before_the_engine_starts(setup, monkeypatch):
     path, _, tok, _, _ = setup
-    with pytest.raises(SystemExit, match="--tp 2: not supported"):
-        VLLMEngine(path, tok, tensor_parallel=2)
     with pytest.raises(SystemExit, match="--vllm-sleep 1: vLLM's sleep mode needs a GPU"):
         VLLMEngine(path, tok, sleep_level=1)
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # a user's export: the push would break

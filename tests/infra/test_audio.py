@@ -15,8 +15,9 @@ import data.prompts
 import data.tasks
 from data import media
 from data import tinyaudio as ta
+from data.build import word_named
 import train
-from rewards import extract, grade_text, majority_vote, normalize_text
+from answers import extract, grade_text, majority_vote, normalize_text
 from sample import HFEngine, encode_prompt, load_policy, load_processor, placeholder_ids, vllm_available
 
 
@@ -65,7 +66,7 @@ def test_checker_reads_the_sound_word():
     assert not ta.grade("a tone", "chirp")
     assert not ta.grade("a tone or a hiss", "tone")  # two sounds named: no answer
     assert not ta.grade(None, "tone") and not ta.grade("", "tone")
-    assert ta.sound_named("it sounds like a hiss") == "hiss"
+    assert word_named("it sounds like a hiss", ta.SOUNDS, plurals=True) == "hiss"
 
 
 # ----------------------------------------------------------------------------- free-text answers
@@ -77,7 +78,7 @@ def test_free_text_answers_vote_by_exact_normalised_text():
     vote = majority_vote(["there", "three", "three", None], exact=True)
     assert vote.label == "three" and vote.rewards.tolist() == [0, 1, 1, 0] and vote.n_distinct == 2
     assert grade_text("A Tone!", "a tone") and not grade_text("a tone", "tone") and not grade_text(None, "tone")
-    assert data.tasks.grader("tiny-sounds", "text") is ta.grade
+    assert data.tasks.checker("tiny-sounds", "text") is ta.grade
 
 
 # ----------------------------------------------------------------------------- the model

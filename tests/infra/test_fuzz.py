@@ -13,8 +13,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from encoders import TfidfEncoder
-from rewards import (centroid_rewards, cluster_rewards, empty_mask, extract_answer, frequency_rewards, grade,
-                     judge_prompt, judge_rewards, majority_vote, parse_judge_score)
+from answers import extract_answer, grade, majority_vote
+from semantic import centroid_rewards, cluster_rewards, empty_mask, judge_prompt, judge_rewards, parse_judge_score
+from rewards import frequency_rewards
 
 # Pieces model output is made of, glued at random: LaTeX that opens and never closes, huge numbers.
 PIECES = ["\\boxed{", "\\fbox{", "}", "{", "\\frac{", "\\sqrt", "^", "_", "\\left(", "\\right)", "$", "\\\\",

@@ -108,7 +108,7 @@ def test_nonfinite_update_is_skipped():
     batch.advantages = torch.tensor([float("nan"), 1.0])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
-    stats = train.update_policy(model, opt, batch, train.parse_args([]))
+    stats, _, _ = train.update_policy(model, opt, batch, train.parse_args([]))
     assert stats["nonfinite"] == 1
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not opt.state  # AdamW never saw the NaN gradient

@@ -3,7 +3,7 @@ import random
 
 from data import tinymath
 from data.build import make_tokenizer
-from rewards import extract_answer
+from answers import extract_answer
 
 
 def test_clean_solutions_are_right():

@@ -16,6 +16,7 @@ import data.prompts
 import data.tasks
 from data import media
 from data import tinyclips as tc
+from data.build import word_named
 import train
 from sample import encode_prompt, load_policy, load_processor, media_data
 
@@ -181,7 +182,7 @@ def test_the_model_reads_the_motion(vlm):
     backward = [data.prompts.make_prompt(r["question"], tok, "tiny-clips", processor=processor, video=r["video"][::-1])
                 for r in rows]
     opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
-    said = [[tc.direction_named(g[0].text) for g in engine.generate(p, n=1, temperature=0.0, max_tokens=28)]
+    said = [[word_named(g[0].text, tc.DIRECTIONS) for g in engine.generate(p, n=1, temperature=0.0, max_tokens=28)]
             for p in (forward, backward)]
     assert np.mean([s == r["answer"] for s, r in zip(said[0], rows)]) >= 0.7
     assert np.mean([s == opposite[r["answer"]] for s, r in zip(said[1], rows)]) >= 0.6
