@@ -57,7 +57,8 @@ import torch
 
 # Flags that may change between a run and its resumption: they change speed or memory, not the math.
 RESUMABLE = {"resume", "restart", "start_over", "out", "save_every", "keep_checkpoints", "gen_batch", "vllm_kv_gib", "vllm_gpu_memory",
-             "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout", "max_weight_change", "eval_every", "log_groups"}
+             "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout", "max_weight_change", "eval_every", "log_groups",
+             "report_to"}
 STATE = "trainer_state.pt"
 KEEP_STATES = 2  # checkpoints that keep their trainer state (optimizer, RNG, data order): the newest two
 LOCK = ".lock"  # in a run folder: who is writing there (pid, host); locked while that process lives
@@ -166,9 +167,10 @@ def rng_state() -> dict:
 
 
 def save(run: Path, step: int, model, tok, opt_state: dict, sched, order: list[int], extra_files=(), keep: int = 0,
-         weights: dict | None = None, rngs: list[dict] | None = None) -> Path:
+         weights: dict | None = None, rngs: list[dict] | None = None, texts: dict[str, str] | None = None) -> Path:
     """Write checkpoints/step_{step}/ atomically; drop older trainer states and, with keep > 0, old folders.
-    opt_state: the optimizer's (full) state dict; rngs: every rank's rng_state() (default: this process's)."""
+    opt_state: the optimizer's (full) state dict; rngs: every rank's rng_state() (default: this process's);
+    texts: small text files written beside the weights (name -> content: the model card)."""
     folder = run / "checkpoints" / f"step_{step:06d}"
     for stale in folder.parent.glob("*.tmp"):  # leftovers of a write cut short
         shutil.rmtree(stale)
@@ -176,7 +178,7 @@ def save(run: Path, step: int, model, tok, opt_state: dict, sched, order: list[i
     state = {"step": step, "order": order, "optimizer": opt_state, "scheduler": sched.state_dict(), "rng": rngs[0]}
     if len(rngs) > 1:
         state["rng_ranks"] = rngs
-    write_model(folder, model, tok, extra_files, state, weights=weights)
+    write_model(folder, model, tok, extra_files, state, texts, weights=weights)
     done = complete(run)
     for old in done[:-KEEP_STATES]:  # the newest two keep the optimizer state: one to fall back on if the other is damaged
         (old / STATE).unlink(missing_ok=True)

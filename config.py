@@ -10,6 +10,7 @@ config.json; with --resume it is that run's config.json, checked against the fla
 torch is imported to resolve --device (cuda if a GPU is visible) and --dtype.
 """
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -86,6 +87,7 @@ RANGES = {
     "save_every": (COUNT[0], "an integer >= 0 (0 = only final/)"), "keep_checkpoints": (COUNT[0], "an integer >= 0 (0 = all)"),
     "eval_k": (COUNT[0], "an integer >= 0 (0 = no evaluation)"), "adapt_on": (COUNT[0], "an integer >= 0 (0 = all questions)"),
     "eval_every": (COUNT[0], "an integer >= 0 (0 = before and after training only)"),
+    "micro_batch_tokens": (COUNT[0], "an integer >= 0 (0 = --micro-batch rows, whatever their length)"),
     "seed": COUNT,
     "lr": (lambda v: 0 < v <= 1e36, "a number in (0, 1e36] (AdamW's first step is lr / 0.1, applied in float32)"),
     "epochs": (lambda v: 0 < v < math.inf, "a finite number > 0"),
@@ -153,8 +155,9 @@ def add_engine_flags(a) -> None:
     a("--engine", default="auto", choices=["auto", "vllm", "hf"], help="rollout engine: vllm, hf (transformers), auto = the faster for this model "
       "and device, by measurement (sample.auto_engine; the choice is printed)")
     a("--device", default=None, help="torch device of the policy (default: cuda if available, else cpu)")
-    a("--dtype", default=None, choices=["float32", "bfloat16"], help="compute dtype of the engine and of train.py's trainer "
-      "(autocast: its weights and optimizer stay float32; eval.py loads the model in it) (default: float32 on CPU, bfloat16 on GPU)")
+    a("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="compute dtype of the engine and of train.py's trainer "
+      "(autocast: its weights and optimizer stay float32; eval.py loads the model in it). auto: bfloat16 on a GPU; on a CPU "
+      "bfloat16 only for a model of 50M+ parameters on a CPU whose bf16 matmuls measure 1.5x+ faster (config.auto_dtype)")
     a("--gen-batch", type=int, default=256, help="hf engine: sequences per generate() call")
     a("--vllm-kv-gib", type=float, default=1.0, help="vllm on CPU: KV-cache size in GiB (lower it if out of memory)")
     a("--vllm-gpu-memory", type=float, default=0.3, help="vllm on GPU: fraction of GPU memory for the engine; the trainer shares the GPU")
@@ -179,11 +182,96 @@ def add_helper_flags(a) -> None:
 
 
 def resolve_device(args) -> None:
-    """--device and --dtype when not given: cuda if a GPU is visible, bfloat16 there (float32 on CPU)."""
+    """--device when not given: cuda if a GPU is visible, else cpu; --dtype auto: config.auto_dtype."""
     import torch  # the flags are fine: now the slow import
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    args.dtype = args.dtype or ("float32" if args.device == "cpu" else "bfloat16")
+    if args.dtype == "auto":
+        args.dtype, why = auto_dtype(args.device, args.model)
+        if args.device == "cpu" and why:
+            print(f"--dtype auto: {args.dtype} ({why})", flush=True)
+
+
+AUTO_BF16_PARAMS, AUTO_BF16_SPEEDUP = 50e6, 1.5  # below either, float32 on a CPU
+
+
+def auto_dtype(device: str, model: str | list[str]) -> tuple[str, str]:
+    """(dtype, why). bfloat16 on a GPU. On a CPU bf16 matmuls run ~3x faster than float32 where the
+    CPU has bf16 instructions (AVX512-BF16, AMX) and far slower where it has not: bfloat16 only for
+    a model big enough for its matmuls to dominate (AUTO_BF16_PARAMS, estimated from its config) and
+    when a matmul of the model's width measures AUTO_BF16_SPEEDUP times faster in bf16. The embedded
+    models (0.3M-3M parameters) stay in float32 without a measurement. A train.py run folder is sized
+    by the model it started from; several models (eval.py) share one dtype: bfloat16 only if each
+    would take it."""
+    if device != "cpu":
+        return "bfloat16", ""
+    if isinstance(model, list):
+        picks = [auto_dtype(device, m) for m in model]
+        return next((p for p in picks if p[0] == "float32"), picks[0])
+    flags = Path(model) / "config.json"
+    if flags.is_file() and (Path(model) / "metrics.jsonl").exists():  # a run folder: its config.json is the run's flags
+        return auto_dtype(device, json.loads(flags.read_text()).get("model", "tiny-"))
+    if model.startswith("tiny-"):
+        return "float32", ""
+    try:
+        size = estimate_parameters(model)
+    except Exception as e:  # no such folder, no network: the model's own loading says so next, naming the flag
+        return "float32", f"could not read {model}'s config to size it: {type(e).__name__}"
+    if size is None:
+        return "float32", f"{model}'s config names no hidden_size / num_hidden_layers to size it by"
+    if size < AUTO_BF16_PARAMS:
+        return "float32", f"about {size / 1e6:.0f}M parameters: too small for bf16 to pay"
+    speedup = bf16_speedup(min(model_width(model), 4096))
+    dtype = "bfloat16" if speedup >= AUTO_BF16_SPEEDUP else "float32"
+    return dtype, f"about {size / 1e6:.0f}M parameters; a bf16 matmul of its width ran {speedup:.1f}x float32's speed here"
+
+
+def model_config(model: str) -> dict:
+    """The model's config.json as a dict (a local folder, else the hub's; the text model's part of a
+    multimodal config)."""
+    path = Path(model) / "config.json"
+    if path.exists():
+        cfg = json.loads(path.read_text())
+    else:
+        from transformers import AutoConfig
+        cfg = AutoConfig.from_pretrained(model).to_dict()
+    return cfg.get("text_config") or cfg.get("thinker_config", {}).get("text_config") or cfg
+
+
+def model_width(model: str) -> int:
+    return model_config(model)["hidden_size"]
+
+
+def estimate_parameters(model: str) -> float | None:
+    """Parameters of a decoder from its config: per layer 2 H^2 (queries, output) + 2 H K (keys and
+    values: K = H x kv heads / heads) + 3 H I (gated MLP), plus V H for the embeddings (twice when the
+    head is not tied); norms and biases left out. None when the config lacks the sizes."""
+    c = model_config(model)
+    if not all(k in c for k in ("hidden_size", "num_hidden_layers", "vocab_size")):
+        return None
+    h, inner = c["hidden_size"], c.get("intermediate_size", 4 * c["hidden_size"])
+    heads = c.get("num_attention_heads", 1)
+    kv = h * c.get("num_key_value_heads", heads) // heads
+    embeddings = c["vocab_size"] * h * (1 if c.get("tie_word_embeddings", False) else 2)
+    return c["num_hidden_layers"] * (2 * h * h + 2 * h * kv + 3 * h * inner) + embeddings
+
+
+def bf16_speedup(width: int, tokens: int = 512) -> float:
+    """float32 time / bfloat16 time of a (tokens x width) @ (width x 4 width) matmul, best of 3 each."""
+    import time
+
+    import torch
+    speed = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(tokens, width, dtype=dtype), torch.randn(width, 4 * width, dtype=dtype)
+        a @ b  # warm-up
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t)
+        speed[dtype] = min(times)
+    return speed[torch.float32] / speed[torch.bfloat16]
 
 
 def parse_args(argv=None, description: str | None = None):
@@ -232,7 +320,10 @@ def parse_args(argv=None, description: str | None = None):
     a("--max-weight-change", type=float, default=0.01, help="stop the run when one update changes the weights' global norm "
       "by more than this fraction (a wrecking learning rate: tiny-math at lr 1e-2 moves it 1.4%%, at 5e-5 0.0005%%); 0 = off")
     a("--updates-per-step", type=int, default=1, help="optimizer updates per rollout batch (mini-batches; >1 makes the ratio != 1)")
-    a("--micro-batch", type=int, default=64, help="completions per forward/backward (gradient accumulation; lower it if out of memory)")
+    a("--micro-batch", type=int, default=64, help="completions per forward/backward (gradient accumulation; lower it if out of memory). "
+      "Completions are sorted by length first, and each micro-batch is padded to its own longest only")
+    a("--micro-batch-tokens", type=int, default=0, help="also cap a micro-batch at this many tokens (rows x its longest row), "
+      "so short completions go many to a pass and long ones few (verl's dynamic batch size); 0 = rows only")
     a("--grad-checkpointing", action="store_true", help="recompute activations during backward: much less memory for long responses, ~30%% more train time")
     a("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead of a full replica per rank (DDP)")
     a("--adv-scale", default="group", choices=["group", "batch", "none"], help="advantage std: per group (GRPO), batch, or none (Dr. GRPO)")
@@ -252,6 +343,9 @@ def parse_args(argv=None, description: str | None = None):
       "each reward (and the true answer where there is one, for reading): what the vote looked like")
     a("--eval-every", type=int, default=0, help="also evaluate every K steps during training (as --eval-k): eval_steps.jsonl and "
       "curves.png's accuracy panel; 0 = before and after training only")
+    a("--report-to", nargs="+", default=["none"], choices=["none", "tensorboard", "wandb"], help="also send every metric, "
+      "evaluation and the flags to TensorBoard (OUT/tensorboard/) and / or Weights & Biases (OUT/wandb/; offline without a "
+      "login), under metrics.jsonl's names (tracking.py, docs/tracking.md); none = the run folder only")
     # collapse monitor (TTRV's long runs collapsed): warn when a signal stays under its floor
     a("--collapse-entropy", type=float, default=0.01, help="warn when the mean token entropy stays below this")
     a("--collapse-distinct", type=float, default=1.1, help="warn when the mean number of distinct answers per question stays below this")
@@ -275,6 +369,7 @@ def parse_args(argv=None, description: str | None = None):
         what = "prompts (a question column; no answers needed)" if name == "ttrl-instruct" else "an audio and / or a video column (--audio-key, --video-key)"
         ap.error(f"--preset {name} needs --data: a .jsonl/.json/.parquet/.csv file with {what}")
     check_ranges(args, ap)
+    check_trackers(args, ap)
     if args.restart and not args.resume:
         ap.error("--restart goes with --resume RUN_DIR (it starts that run over when no checkpoint of it is intact)")
     if args.judge_model and args.reward != "judge":
@@ -288,8 +383,24 @@ def parse_args(argv=None, description: str | None = None):
     return args
 
 
+def check_trackers(args, ap) -> None:
+    """--report-to: "none" alone or trackers alone (kept as a list, [] for none), each one's package installed
+    (they are optional: requirements-track.txt), checked without importing them."""
+    import importlib.util
+
+    if "none" in args.report_to and len(args.report_to) > 1:
+        ap.error(f"--report-to {' '.join(args.report_to)}: none means no tracker; name the trackers alone")
+    args.report_to = [t for t in dict.fromkeys(args.report_to) if t != "none"]
+    missing = [t for t in args.report_to if importlib.util.find_spec(t) is None]
+    if missing:
+        ap.error(f"--report-to {' '.join(missing)}: not installed; pip install -r requirements-track.txt")
+
+
 def check_distributed(args, launched: bool, world: int) -> None:
     """Flags that need torchrun, or do not go with it (one-line errors)."""
     if args.fsdp and not launched:
         raise SystemExit("--fsdp shards the trainer over torchrun's processes: "
                          "start with torchrun --nproc_per_node K train.py ... --fsdp")
+    if args.fsdp and args.micro_batch_tokens:
+        raise SystemExit("--micro-batch-tokens does not go with --fsdp: the ranks' micro-batch counts would differ, and FSDP's "
+                         "every forward pass gathers weights from all ranks (they would wait on each other); use --micro-batch")

@@ -180,6 +180,29 @@ def format_summary(summary: dict) -> str:
     return line
 
 
+def summary_metrics(summary: dict) -> dict:
+    """A summary's metrics: its numbers, less the bookkeeping (counts of questions, seconds, a curve's step)."""
+    return {m: v for m, v in summary.items() if isinstance(v, (int, float)) and m not in ("n_questions", "n_labelled", "seconds", "step")}
+
+
+def summary_table(columns: dict[str, dict]) -> list[list[str]]:
+    """Evaluations side by side (column name -> summarize's dict; {} = not evaluated): a header row, then
+    one row per metric, each cell 'value [low, high]' with its 95% interval, '' where a column lacks it.
+    The model card, the trackers and monitor.py --compare print it (markdown_table)."""
+    def cell(summary: dict, m: str) -> str:
+        if m not in summary:
+            return ""
+        v, ci = summary[m], summary.get("ci95", {}).get(m)
+        return (f"{v:.3f}" if isinstance(v, float) else str(v)) + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+    metrics = dict.fromkeys(m for s in columns.values() for m in summary_metrics(s))
+    return [["metric", *columns]] + [[m, *(cell(s, m) for s in columns.values())] for m in metrics]
+
+
+def markdown_table(rows: list[list]) -> str:
+    """rows[0] is the header."""
+    return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in [rows[0], ["---"] * len(rows[0]), *rows[1:]])
+
+
 # --- pairwise win rate (AlpacaEval-style): is a model's answer preferred to a baseline's? ---------
 
 PAIRWISE_TEMPLATE = (

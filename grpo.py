@@ -49,13 +49,42 @@ class Experience:
         return len(self.mask)
 
     def rows(self, start: int, stop: int) -> "Experience":
-        """Rows start..stop-1: a mini-batch (one optimizer update) or a micro-batch (one backward)."""
+        """Rows start..stop-1, as they are: a mini-batch (one optimizer update)."""
         return Experience(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[start:stop]
                              for f in fields(self)})
 
-    def split(self, size: int) -> list["Experience"]:
-        """Consecutive micro-batches of `size` rows (the last may be smaller)."""
-        return [self.rows(s, s + size) for s in range(0, len(self), size)]
+    def lengths(self) -> torch.Tensor:
+        return self.attention_mask.sum(1)  # (rows,) prompt + completion tokens, padding not counted
+
+    def select(self, index: list[int]) -> "Experience":
+        """The rows in `index`, cut to the longest of them: a micro-batch (one forward/backward). The
+        padding is on the right, so the cut columns are padding in every selected row."""
+        width = int(self.lengths()[index].max())  # L of the micro-batch; its T = width - 1
+
+        def take(name, x):
+            if x is None or name == "media":
+                return [x[i] for i in index] if x else x
+            if x.dim() == 1:  # advantages
+                return x[index]
+            return x[index, :width if name in ("input_ids", "attention_mask") else width - 1]
+        return Experience(**{f.name: take(f.name, getattr(self, f.name)) for f in fields(self)})
+
+    def micro_batches(self, rows: int, tokens: int = 0) -> list[tuple[list[int], "Experience"]]:
+        """The rows sorted by length, longest first, cut into consecutive micro-batches of at most
+        `rows` rows and, when tokens > 0, at most `tokens` padded tokens (rows x the micro-batch's
+        longest row; a row longer than that goes alone); each cut to its own longest row (select).
+        Sorting puts rows of like length together, so a short completion is not padded to the
+        longest of the whole batch (docs/performance.md, "Padding and the logits"). Returns (indices of its rows in
+        self, micro-batch) pairs: the indices put per-row results back in order."""
+        lengths = self.lengths().tolist()
+        order = sorted(range(len(self)), key=lambda i: -lengths[i])  # stable: ties keep their order
+        groups = [[]]
+        for i in order:
+            group = groups[-1]  # group[0] is its longest row
+            if group and (len(group) == rows or (tokens > 0 and (len(group) + 1) * lengths[group[0]] > tokens)):
+                groups.append([])
+            groups[-1].append(i)
+        return [(g, self.select(g)) for g in groups]
 
     def to(self, device) -> "Experience":
         """The tensors on `device` (media stay where they are: the forward pass moves them)."""

@@ -1,6 +1,7 @@
 """Watching a run: each step's metrics (step 7), collapse warnings, and the curves afterwards.
 
-    python monitor.py runs/<run>          # (re)draw runs/<run>/curves.png from its metrics.jsonl
+    python monitor.py runs/<run>                      # (re)draw runs/<run>/curves.png from its metrics.jsonl
+    python monitor.py --compare runs/a runs/b         # several runs on one figure (compare.png), tables side by side
 
 step_metrics is where the true answers are read, for monitoring only: label accuracy (is the
 pseudo-label right?), reward accuracy (does a pseudo-reward >= 0.5 agree with the true reward?) and
@@ -104,16 +105,24 @@ PANELS = ["reward_mean", "true_reward", "label_acc", "reward_acc", "majority_rat
           "entropy", "response_len", "truncated_frac", "zero_std_frac", "kl", "clip_frac", "grad_norm", "sampler_gap", "lr"]
 
 
-def evaluations(out: Path) -> list[dict]:
+def read_steps(out: Path) -> list[dict]:
+    """metrics.jsonl: one dict per step ([] when there is none)."""
+    return [json.loads(line) for line in open(out / "metrics.jsonl")] if (out / "metrics.jsonl").exists() else []
+
+
+def evaluations(out: Path, upto: int | None = None) -> list[dict]:
     """The run's evaluations in step order: eval_before.json at step 0, eval_steps.jsonl (--eval-every),
-    eval_after.json at the last step of metrics.jsonl; those that exist."""
+    eval_after.json at the last step of metrics.jsonl; those that exist. upto: those made by that step
+    in a run still going (a checkpoint's, a resumed run's), eval_after.json left out."""
     points = []
     if (out / "eval_before.json").exists():
         points.append({"step": 0, **json.loads((out / "eval_before.json").read_text())})
     if (out / "eval_steps.jsonl").exists():
         points += [json.loads(line) for line in open(out / "eval_steps.jsonl")]
+    if upto is not None:
+        return [p for p in points if p["step"] <= upto]
     if (out / "eval_after.json").exists() and (out / "metrics.jsonl").exists():
-        last = [json.loads(line)["step"] for line in open(out / "metrics.jsonl")][-1:] or [0]
+        last = [m["step"] for m in read_steps(out)][-1:] or [0]
         points.append({"step": last[0], **json.loads((out / "eval_after.json").read_text())})
     return points
 
@@ -144,7 +153,7 @@ def plot_curves(out: Path, args=None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    rows = read_steps(out)
     if not rows:
         return
     floors = {"entropy": getattr(args, "collapse_entropy", None), "distinct_answers": getattr(args, "collapse_distinct", None)}
@@ -169,10 +178,73 @@ def plot_curves(out: Path, args=None) -> None:
     plt.close(fig)
 
 
+def compare(runs: list[Path], metrics: list[str] | None, figure: Path) -> str:
+    """Several run folders side by side, for users who run no tracker: one figure (each run's avg@k at its
+    evaluations, its start model's maj@k dashed, then one panel per metric of metrics.jsonl, a line per
+    run, each run one colour) and their evaluations before and after training as one table, returned in
+    markdown. metrics: names of metrics.jsonl (default: curves.png's panels that some run has)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eval import markdown_table, summary_table
+
+    for run in runs:
+        if not (run / "metrics.jsonl").exists():
+            raise SystemExit(f"--compare {run}: not a train.py run folder (no metrics.jsonl)")
+    steps = {run: read_steps(run) for run in runs}
+    have = dict.fromkeys(k for rows in steps.values() for r in rows for k, v in r.items()
+                         if k != "step" and isinstance(v, (int, float)))
+    unknown = [m for m in metrics or [] if m not in have]
+    if unknown:
+        raise SystemExit(f"--metrics {' '.join(unknown)}: not in these runs' metrics.jsonl, which have {', '.join(have)}")
+    metrics = metrics or [m for m in PANELS if m in have]
+    cols = min(4, 1 + len(metrics))
+    fig, axes = plt.subplots(math.ceil((1 + len(metrics)) / cols), cols, figsize=(4 * cols, 3.3 * math.ceil((1 + len(metrics)) / cols)),
+                             squeeze=False)
+    for i, run in enumerate(runs):
+        points = evaluations(run)
+        k = next((m.split("@")[1] for p in points for m in p if m.startswith("avg@")), None)
+        if k:
+            xs = [p for p in points if f"avg@{k}" in p]
+            axes.flat[0].plot([p["step"] for p in xs], [p[f"avg@{k}"] for p in xs], marker="o", ms=3, c=f"C{i}")
+            if points[0]["step"] == 0 and f"maj@{k}" in points[0]:
+                axes.flat[0].axhline(points[0][f"maj@{k}"], ls="--", c=f"C{i}", lw=0.8)
+        for ax, m in zip(axes.flat[1:], metrics):
+            rows = [r for r in steps[run] if isinstance(r.get(m), (int, float))]
+            ax.plot([r["step"] for r in rows], [r[m] for r in rows], c=f"C{i}")
+    for ax, title in zip(axes.flat, ["evaluation avg@k (dashed: start maj@k)"] + metrics):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    for ax in axes.flat[1 + len(metrics):]:
+        ax.axis("off")
+    fig.legend([plt.Line2D([], [], c=f"C{i}") for i in range(len(runs))], [str(r) for r in runs], loc="upper center",
+               ncol=min(len(runs), 4))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    fig.savefig(figure, dpi=80)
+    plt.close(fig)
+    read = lambda path: json.loads(path.read_text()) if path.exists() else {}  # noqa: E731
+    return markdown_table(summary_table({f"{run} {tag}": read(run / f"eval_{tag}.json") for run in runs for tag in ("before", "after")}))
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="a train.py run folder")
-    run = Path(ap.parse_args().run)
+    ap.add_argument("run", nargs="?", help="a train.py run folder: (re)draw its curves.png")
+    ap.add_argument("--compare", nargs="+", metavar="RUN", help="several run folders: their metrics on one figure (--out) "
+                    "and their evaluations before and after training side by side")
+    ap.add_argument("--metrics", nargs="+", metavar="METRIC", help="--compare: the metrics of metrics.jsonl to draw "
+                    "(default: curves.png's panels)")
+    ap.add_argument("--out", default="compare.png", help="--compare: the figure's path (default: compare.png)")
+    args = ap.parse_args()
+    if (args.run is None) == (args.compare is None):
+        ap.error("give one run folder (its curves.png), or --compare RUN_A RUN_B ...")
+    if args.compare:
+        print(compare([Path(r) for r in args.compare], args.metrics, Path(args.out)))
+        print(f"figure: {args.out}")
+        raise SystemExit
+    run = Path(args.run)
+    if not (run / "metrics.jsonl").exists():
+        ap.error(f"{run}: not a train.py run folder (no metrics.jsonl)")
     cfg = run / "config.json"
     plot_curves(run, argparse.Namespace(**json.loads(cfg.read_text())) if cfg.exists() else None)
     print(run / "curves.png")

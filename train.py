@@ -39,14 +39,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from tqdm import tqdm
 
+import card
 import checkpoint
 import data.files
 import data.prompts
 import data.tasks
 import dist
 import grpo
+import tracking
 from config import check_distributed, parse_args
 from encoders import load_encoder
 from eval import format_summary, question_records, summarize, votes_changed
@@ -61,6 +64,7 @@ def main(argv=None):
     run = setup(args)  # the questions, the policy and its rollout engine, the reward settings
     before = evaluate_run(run, "before")  # eval.py's metrics (the true answers are read there, and in the log)
     setup_training(run)  # run.learner: the policy, AdamW, LR schedule, frozen KL reference; a resumed run's state
+    tracker = tracking.start(args, run.out, run.start, before)  # --report-to: TensorBoard / W&B (rank 0); else it does nothing
     collapse = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience)
     learner = run.learner
     learner.model.train()
@@ -77,13 +81,16 @@ def main(argv=None):
                                lr=lr, nonfinite_skips=run.nonfinite_skips)
         metrics["collapse_warning"] = collapse.check(metrics)
         write_step(run, metrics, group_lines(result, questions, truths, step + 1) if args.log_groups else [])
+        tracker.log(metrics)
         check_update(run, metrics)  # a wrecking update stops the run before a checkpoint keeps its weights
         if args.eval_every and metrics["step"] % args.eval_every == 0 and metrics["step"] < run.total_steps:
-            evaluate_run(run, "during", step=metrics["step"])  # accuracy over training (eval_steps.jsonl, curves.png)
+            tracker.log_eval("during", evaluate_run(run, "during", step=metrics["step"]), metrics["step"])  # eval_steps.jsonl
         if args.save_every and metrics["step"] % args.save_every == 0 and metrics["step"] < run.total_steps:
             save_checkpoint(run, metrics["step"])
     after = evaluate_run(run, "after")
-    finish(run, before, after)  # final/ (the trained model), curves.png, the before/after table
+    tracker.log_eval("after", after, run.total_steps)
+    finish(run, before, after)  # final/ (the trained model and its card), curves.png, the before/after table
+    tracker.close()
     return run.out
 
 
@@ -214,27 +221,91 @@ def collate(rollouts, pad_id: int) -> grpo.Experience:
 
 
 def sequence_logprobs(model, batch: grpo.Experience, temperature: float, dtype: str = "float32", entropy: bool = False):
-    """Log-probs of each target token (B*M, T), and with entropy=True also the sampling distribution's
-    entropy at each position (B*M, T), computed without gradient (it is only logged). dtype bfloat16:
-    the forward runs under autocast (float32 weights); the log-softmax is float32 either way."""
-    device = batch.input_ids.device
-    media = cat_mm(batch.media, device)  # e.g. pixel_values (B*M, 3, H, W)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+    """Log-probs of each completion token (B*M, T), 0 at the other positions, and with entropy=True
+    also the sampling distribution's entropy there (B*M, T), computed without gradient (it is only
+    logged). dtype bfloat16: the forward runs under autocast (float32 weights); the log-softmax is
+    float32 either way. Models whose head can be applied apart (lm_head: the embedded text models,
+    Qwen, Llama) take chunked_logprobs instead: the same numbers without the (B*M, T, V) logits."""
+    head = lm_head(model)
+    if head is not None:
+        return chunked_logprobs(model, head, batch, temperature, dtype, entropy)
+    media = cat_mm(batch.media, batch.input_ids.device)  # e.g. pixel_values (B*M, 3, H, W)
+    with torch.autocast(batch.input_ids.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **media).logits[:, :-1]  # (B*M, T, V)
-    logp = grpo.token_logprobs(logits, batch.targets, temperature)  # (B*M, T)
+    logp = grpo.token_logprobs(logits, batch.targets, temperature) * batch.mask  # (B*M, T)
     if not entropy:
         return logp
     with torch.no_grad():
-        return logp, grpo.token_entropy(logits, temperature)
+        return logp, grpo.token_entropy(logits, temperature) * batch.mask
+
+
+HEAD_CHUNK = 512  # completion tokens per lm-head chunk: at Qwen's 151,936 words, 311 MB of float32 logits per copy
+
+
+def lm_head(model):
+    """The output layer when the logits are exactly head(the last hidden state), else None. Then the
+    log-prob pass applies it itself, chunk by chunk (chunked_logprobs). None for FSDP (the head's
+    weights are sharded outside the forward pass) and for model types not known to be that simple
+    (the Omni thinker, LLaVA-style wrappers: their forward is used whole)."""
+    if dist.is_fsdp(model) or dist.unwrap(model).config.model_type not in ("qwen2", "qwen3", "llama", "mistral"):
+        return None
+    return dist.unwrap(model).get_output_embeddings()
+
+
+def chunked_logprobs(model, head, batch: grpo.Experience, temperature: float, dtype: str, entropy: bool):
+    """sequence_logprobs for a text model whose logits are head(last hidden state), without ever
+    holding the logits of the micro-batch: the forward stops at the hidden states (it computes the
+    logits of one position only), and the head runs on the completion positions alone, HEAD_CHUNK at
+    a time; with several chunks each is recomputed during backward (chunk_logprobs), so the memory of
+    this pass no longer grows with L x V (docs/performance.md, "Padding and the logits")."""
+    device = batch.input_ids.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True, logits_to_keep=1)
+    hidden = out.hidden_states[-1][:, :-1]  # (B*M, T, H) after the final norm
+    where = batch.mask.bool()  # (B*M, T)
+    h, y = hidden[where], batch.targets[where]  # (K, H), (K,): the K completion tokens
+    recompute = len(y) > HEAD_CHUNK  # one chunk: keeping its logits for backward costs no more than recomputing
+    chunks = [chunk_logprobs(head, h[s:s + HEAD_CHUNK], y[s:s + HEAD_CHUNK], temperature, dtype, entropy, recompute)
+              for s in range(0, max(len(y), 1), HEAD_CHUNK)]  # K = 0 (every completion masked): one empty chunk
+    logp = torch.zeros(batch.mask.shape, device=device).masked_scatter(where, torch.cat([lp for lp, _ in chunks]))  # (B*M, T)
+    if not entropy:
+        return logp
+    return logp, torch.zeros(batch.mask.shape, device=device).masked_scatter(where, torch.cat([e for _, e in chunks]))
+
+
+def chunk_logprobs(head, h: torch.Tensor, y: torch.Tensor, temperature: float, dtype: str, entropy: bool, recompute: bool):
+    """(log-probs (C,), entropy (C,) or None) of C tokens y from their hidden states h (C, H). With
+    gradient and recompute, under a checkpoint: only h is kept for backward, and the (C, V) logits are
+    computed again there (one more head matmul: the price of never holding two chunks' logits)."""
+    def run(h):
+        with torch.autocast(h.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+            logits = head(h)[None]  # (1, C, V)
+        with torch.no_grad():
+            ent = grpo.token_entropy(logits, temperature)[0] if entropy else None  # (C,)
+        return grpo.token_logprobs(logits, y[None], temperature)[0], ent
+    if not (recompute and torch.is_grad_enabled()):
+        return run(h)
+    return torch.utils.checkpoint.checkpoint(run, h, use_reentrant=False)
+
+
+def place(parts, like: torch.Tensor) -> torch.Tensor:
+    """Per-row results of micro-batches, (indices, (rows, T')) pairs, back in a (B*M, T) tensor like
+    `like`, in the batch's row order (a micro-batch's T' <= T: it was cut to its longest row)."""
+    out = torch.zeros_like(like)
+    for index, x in parts:
+        out[index, :x.shape[1]] = x
+    return out
 
 
 def no_grad_logprobs(model, batch: grpo.Experience, args, entropy: bool = False):
-    """sequence_logprobs without gradient, micro-batch by micro-batch (--micro-batch rows at a time)."""
+    """sequence_logprobs without gradient, micro-batch by micro-batch (Experience.micro_batches)."""
+    parts = []
     with torch.no_grad():
-        parts = [sequence_logprobs(model, mb, args.temperature, args.dtype, entropy) for mb in batch.split(args.micro_batch)]
-    if not entropy:
-        return torch.cat(parts)
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        for index, mb in batch.micro_batches(args.micro_batch, args.micro_batch_tokens):
+            out = sequence_logprobs(model, mb, args.temperature, args.dtype, entropy)
+            parts.append((index, out if entropy else (out,)))
+    logp = place([(i, p[0]) for i, p in parts], batch.mask)  # (B*M, T)
+    return (logp, place([(i, p[1]) for i, p in parts], batch.mask)) if entropy else logp
 
 
 def update_policy(model, opt, batch: grpo.Experience, args, par=None) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
@@ -257,22 +328,23 @@ def update_policy(model, opt, batch: grpo.Experience, args, par=None) -> tuple[d
     size = (lambda b: b.mask.sum()) if args.loss_agg == "token-mean" else (lambda b: float(len(b)))
     stats = {"loss": 0.0, "clip_frac": [], "kl": [], "grad_norm": [], "nonfinite": 0, "weight_change": 0.0}
     norm_before = par.weight_norm(model)
-    first_pass = []  # U = 1, no old_logp given: (log-probs, entropy) of each micro-batch as the policy saw it
+    first_pass = []  # U = 1, no old_logp given: (row indices, log-probs, entropy) of each micro-batch as the policy saw it
     for u in range(U):
-        mini = batch.rows(u * rows // U, (u + 1) * rows // U)
+        start = u * rows // U
+        mini = batch.rows(start, (u + 1) * rows // U)
         # Each micro-batch's loss weighs its share of the mini-batch's denominator, so the weighted sum
         # is the mini-batch's loss. torchrun: the denominator averaged over the processes, as DDP / FSDP
         # average their gradients (docs/multi-gpu.md).
         denominator = par.mean(size(mini))
         opt.zero_grad(set_to_none=True)
         mini_loss = 0.0
-        micro = mini.split(args.micro_batch)
-        for j, mb in enumerate(micro):
+        micro = mini.micro_batches(args.micro_batch, args.micro_batch_tokens)  # sorted by length, each cut to its longest
+        for j, (index, mb) in enumerate(micro):
             with par.grad_sync(model, j == len(micro) - 1):
                 if mb.old_logp is None:  # the policy that sampled is this one: ratio 1, gradient A * grad(logp)
                     logp, mb_entropy = sequence_logprobs(model, mb, args.temperature, args.dtype, entropy=True)
-                    mb = dataclasses.replace(mb, old_logp=logp.detach())  # (micro-batch rows, T)
-                    first_pass.append((mb.old_logp, mb_entropy))
+                    mb = dataclasses.replace(mb, old_logp=logp.detach())  # (micro-batch rows, T')
+                    first_pass.append(([start + i for i in index], mb.old_logp, mb_entropy))
                 else:
                     logp = sequence_logprobs(model, mb, args.temperature, args.dtype)  # (micro-batch rows, T)
                 loss, loss_stats = grpo.policy_loss(logp, mb, eps_low=args.eps_low, eps_high=args.eps_high,
@@ -296,8 +368,11 @@ def update_policy(model, opt, batch: grpo.Experience, args, par=None) -> tuple[d
         if not change <= stats["weight_change"]:  # the largest so far, or NaN (weights no longer finite)
             stats["weight_change"] = change
         norm_before = norm_after
-    old_logp = torch.cat([lp for lp, _ in first_pass]) if first_pass else batch.old_logp  # (B*M, T)
-    entropy = torch.cat([e for _, e in first_pass]) if first_pass else entropy
+    if first_pass:
+        old_logp = place([(index, lp) for index, lp, _ in first_pass], batch.mask)  # (B*M, T)
+        entropy = place([(index, e) for index, _, e in first_pass], batch.mask)
+    else:
+        old_logp = batch.old_logp
     stats = {k: v if k in ("loss", "nonfinite", "weight_change") else float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
     return {**stats, "update": "nonfinite" if stats["nonfinite"] else "ok"}, old_logp, entropy
 
@@ -584,21 +659,26 @@ def save_checkpoint(run: Run, step: int) -> None:
     rank 0 writes, the others wait until the folder is whole."""
     opt_state, rngs, weights = dist.training_state(run.learner.model, run.learner.opt)
     if dist.is_main():
+        readme = card.model_card(run.args, run.out.name, card.checkpoint_evaluations(run.out, step), step, run.total_steps,
+                                 dist.world)  # the model card, at this step
         with checkpoint.disk_errors(run.out, f"checkpoint step {step}", checkpoint.size_on_disk(run.model, True)):
             checkpoint.save(run.out, step, run.model, run.tokenizer_or_processor, opt_state, run.learner.sched, run.order,
-                            run.markers, run.args.keep_checkpoints, weights, rngs)
+                            run.markers, run.args.keep_checkpoints, weights, rngs, texts={"README.md": readme})
     dist.barrier()
 
 
 def finish(run: Run, before: dict, after: dict) -> None:
-    """final/ (the trained model, HF format), curves.png, and the before/after table (rank 0)."""
+    """final/ (the trained model, HF format, and its model card: card.py), curves.png, and the before/after table (rank 0)."""
     args = run.args
     if run.log:
         run.log.close()
     weights = dist.full_state_dict(run.learner.model) if args.fsdp else None  # FSDP: gathered to rank 0
     if dist.is_main():
         with checkpoint.disk_errors(run.out, "final/", checkpoint.size_on_disk(run.model, False)):
-            checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights)
+            readme = card.model_card(args, run.out.name, {"before": before, "after": after}, run.total_steps, run.total_steps,
+                                     dist.world)
+            checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights,
+                                   texts={"README.md": readme})
         plot_curves(run.out, args)
         if before and after:
             print(f"\n{'metric':<17}{'before':>9}{'after':>9}")

@@ -10,9 +10,12 @@ resident memory just before the measured call: the call's own high-water mark. "
 code as it was until 2026-11-27, kept here as a reference: the log-prob pass took a float32
 log-softmax of the whole batch (logits.float() / T, then log_softmax) and the token entropy inside
 the gradient pass; the hf engine asked generate() for output_scores (one float32 (batch, V) tensor
-per generated token). "now" is train.sequence_logprobs and sample.HFEngine as they are. Both run
-with float32 weights, under --dtype: float32 by default (bf16 matmuls are ~9x slower on this CPU),
-bfloat16 as on a GPU (autocast; the logits then come in bf16 and .float() is one more copy).
+per generated token). "full logits" is the log-prob pass as it was until 2026-12-04: the model's
+forward computed the logits (rows, T, V), then the log-softmax went row by row (train.lm_head made to
+answer None, as it does for models whose head is not separable). "now" is train.sequence_logprobs and
+sample.HFEngine as they are: the head runs on the hidden states, HEAD_CHUNK tokens at a time. All run
+with float32 weights, under --dtype: float32 by default (bf16 matmuls are far slower on CPUs
+without bf16 instructions), bfloat16 as on a GPU (autocast; the logits then come in bf16 and .float() is one more copy).
 """
 import argparse
 import json
@@ -62,17 +65,20 @@ class IdsTokenizer:
         return ""
 
 
-def logprob_pass(args, before: bool) -> None:
+def logprob_pass(args, code: str) -> None:
     import torch
 
     import grpo
     import train
 
+    if code == "logits":
+        train.lm_head = lambda model: None
+
     model = random_model(args.hidden, args.layers).train()
     ids = torch.randint(0, VOCAB, (args.rows, args.tokens))
     batch = grpo.Experience(ids, torch.ones_like(ids), torch.ones(args.rows, args.tokens - 1))
     start = rss_mib()
-    if before:
+    if code == "before":
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
             logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
         logp = (logits.float() / 1.0).log_softmax(-1).gather(-1, batch.targets[..., None]).squeeze(-1)
@@ -85,7 +91,7 @@ def logprob_pass(args, before: bool) -> None:
     report(start)
 
 
-def generation(args, before: bool) -> None:
+def generation(args, code: str) -> None:
     import torch
 
     from sample import HFEngine
@@ -94,7 +100,7 @@ def generation(args, before: bool) -> None:
 
     engine = HFEngine(model, IdsTokenizer(16), batch_size=args.sequences, dtype=args.dtype)
     start = rss_mib()
-    if before:
+    if code == "before":
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
             out = model.generate(input_ids=torch.full((args.sequences, 16), 5), attention_mask=torch.ones(args.sequences, 16, dtype=torch.long),
                                  max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=True,
@@ -109,8 +115,8 @@ def report(start: float) -> None:
     print(json.dumps({"peak_above_start_mib": round(peak_mib() - start, 1)}))
 
 
-def measure(what: str, before: bool, args) -> float:
-    cmd = [sys.executable, __file__, "--one", what, *(["--before"] if before else []), "--rows", str(args.rows),
+def measure(what: str, code: str, args) -> float:
+    cmd = [sys.executable, __file__, "--one", what, "--code", code, "--rows", str(args.rows),
            "--tokens", str(args.tokens), "--hidden", str(args.hidden), "--layers", str(args.layers),
            "--sequences", str(args.sequences), "--new-tokens", str(args.new_tokens), "--dtype", args.dtype]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
@@ -127,16 +133,18 @@ if __name__ == "__main__":
     ap.add_argument("--new-tokens", type=int, default=128, help="generation: tokens generated per sequence")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype (train.py --dtype)")
     ap.add_argument("--one", choices=["logprobs", "generation"], default=None, help="(internal) run one measurement")
-    ap.add_argument("--before", action="store_true", help="(internal) the reference code as it was before")
+    ap.add_argument("--code", choices=["before", "logits", "now"], default="now", help="(internal) which code to measure")
     args = ap.parse_args()
     if args.one:
-        (logprob_pass if args.one == "logprobs" else generation)(args, args.before)
+        (logprob_pass if args.one == "logprobs" else generation)(args, args.code)
         sys.exit(0)
     elements = args.rows * (args.tokens - 1) * VOCAB
-    print("| measured (peak above start, MiB) | as before | now | ratio |\n|---|---|---|---|")
+    print("| measured (peak above start, MiB) | as before (2026-11-27) | full logits (until 2026-12-04) | now | "
+          "before / now |\n|---|---|---|---|---|")
     for what, label in (("logprobs", f"log-prob pass, {args.rows} x {args.tokens} tokens, forward + backward "
                                      f"(one float32 copy of the logits: {elements * 4 / 2**20:.0f} MiB)"),
                         ("generation", f"hf engine, {args.sequences} sequences x {args.new_tokens} new tokens "
                                        f"(output_scores: {args.sequences * args.new_tokens * VOCAB * 4 / 2**20:.0f} MiB)")):
-        old, new = measure(what, True, args), measure(what, False, args)
-        print(f"| {label} | {old:.0f} | {new:.0f} | {old / max(new, 1):.1f}x |", flush=True)
+        old, new = measure(what, "before", args), measure(what, "now", args)
+        logits = f"{measure(what, 'logits', args):.0f}" if what == "logprobs" else "-"
+        print(f"| {label} | {old:.0f} | {logits} | {new:.0f} | {old / max(new, 1):.1f}x |", flush=True)

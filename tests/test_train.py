@@ -2,6 +2,7 @@
 
     python -m pytest tests/test_train.py -q     # builds the tiny model once (~2-3 min) if not cached
 """
+import dataclasses
 import json
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import data.prompts
 import data.tasks
 from data import tinymath
+import grpo
 import train
 from rewards import REWARDS
 from sample import HFEngine, load_policy
@@ -252,3 +254,145 @@ def test_eval_every_and_group_log_only_watch(policy, tmp_path):
     shutil.rmtree(run / "checkpoints" / "step_000002")
     train.main(["--resume", str(run)])
     assert lines(run / "eval_steps.jsonl") == evals and lines(run / "groups.jsonl") == groups
+
+
+def random_batch(vocab=48, rows=12, seed=0):
+    """Rows of very different lengths (prompts 2-6 tokens, completions 1-30), right-padded as collate pads."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = torch.randint(2, 7, (rows,), generator=g).tolist()
+    completions = (torch.rand(rows, generator=g) ** 3 * 30).long().add(1).tolist()  # long-tailed: most short
+    width = max(p + c for p, c in zip(prompts, completions))
+    ids = torch.zeros(rows, width, dtype=torch.long)
+    mask = torch.zeros(rows, width - 1)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, :p + c] = torch.randint(1, vocab, (p + c,), generator=g)
+        mask[i, p - 1:p - 1 + c] = 1
+    attention = (ids != 0).long()
+    return grpo.Experience(ids, attention, mask, sampler_logp=torch.randn(rows, width - 1, generator=g) * 0.05 * mask - 1,
+                           advantages=torch.randn(rows, generator=g))
+
+
+def padded_update(model, batch, args):
+    """The update as computed until 2026-12-04, for reference: each mini-batch in one forward pass,
+    every row padded to the batch's longest, the full logits (rows, T, V). Returns (loss, the gradient
+    of each update after clipping, weights after)."""
+    opt, grads, losses, U = torch.optim.SGD(model.parameters(), lr=0.1), [], [], args.updates_per_step
+
+    def logprobs(b):
+        return grpo.token_logprobs(model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[:, :-1], b.targets, args.temperature)
+    if U > 1:
+        with torch.no_grad():
+            batch = dataclasses.replace(batch, old_logp=logprobs(batch))
+    for u in range(U):
+        mini = batch.rows(u * len(batch) // U, (u + 1) * len(batch) // U)
+        logp = logprobs(mini)
+        if mini.old_logp is None:
+            mini = dataclasses.replace(mini, old_logp=logp.detach())
+        loss, _ = grpo.policy_loss(logp, mini, args.eps_low, args.eps_high, args.kl_coef, args.loss_agg, args.is_cap)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+        opt.step()
+        losses.append(loss.item())
+    return sum(losses) / U, grads, model.state_dict()
+
+
+class RecordingSGD(torch.optim.SGD):
+    """SGD that keeps the (clipped) gradient of every update it applies (SGD, not AdamW: AdamW divides
+    by sqrt(v), which turns float noise in a near-zero gradient into a visible step)."""
+    grads: list
+
+    def step(self, closure=None):
+        self.grads.append({id(p): p.grad.clone() for group in self.param_groups for p in group["params"]})
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])  # the head in several chunks (recomputed in backward), or in one
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+@pytest.mark.parametrize("flags", [["--updates-per-step", "1"], ["--updates-per-step", "3", "--kl-coef", "0.1"],
+                                   ["--updates-per-step", "2", "--micro-batch-tokens", "40", "--temperature", "0.7"]])
+def test_update_without_padding_equals_the_padded_one(agg, flags, chunk, monkeypatch):
+    # Micro-batches sorted by length and cut to their own longest row, and the head applied chunk by
+    # chunk to the completion tokens only, give the update of the padded full-logits computation: the
+    # same loss, the same gradient at every update, the same weights after, to float tolerance.
+    import copy
+
+    from data.build import random_qwen2
+
+    monkeypatch.setattr(train, "HEAD_CHUNK", chunk)
+    model = random_qwen2(dict(vocab_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                              intermediate_size=64, max_position_embeddings=64, tie_word_embeddings=True)).train()
+    args = train.parse_args(["--loss-agg", agg, "--micro-batch", "3", "--is-cap", "2"] + flags)
+    batch = random_batch()
+    if args.kl_coef:
+        start = copy.deepcopy(model)
+        with torch.no_grad():
+            for p in start.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+        batch.ref_logp = train.no_grad_logprobs(start, batch, args)
+    ref_loss, ref_grads, ref_weights = padded_update(copy.deepcopy(model), batch, args)
+    ours = copy.deepcopy(model)
+    opt = RecordingSGD(ours.parameters(), lr=0.1)
+    opt.grads = []
+    stats, _, _ = train.update_policy(ours, opt, batch, args)
+    assert stats["update"] == "ok" and len(opt.grads) == len(ref_grads) == args.updates_per_step
+    assert stats["loss"] == pytest.approx(ref_loss, abs=1e-6)
+    names = {id(p): k for k, p in ours.named_parameters()}
+    for mine, ref in zip(opt.grads, ref_grads):
+        assert max((g - ref[names[i]]).abs().max().item() for i, g in mine.items()) < 1e-5
+    weights = ours.state_dict()
+    assert max((weights[k] - v).abs().max().item() for k, v in ref_weights.items()) < 1e-5
+    # and the micro-batches really were cut: less padding than the batch's
+    micro = batch.micro_batches(args.micro_batch, args.micro_batch_tokens)
+    assert sum(mb.attention_mask.numel() for _, mb in micro) < batch.attention_mask.numel()
+
+
+def test_which_models_get_their_head_applied_in_chunks():
+    # Causal LMs whose logits are head(last hidden state) take the chunked path; wrappers do not.
+    from data import tinyaudio, tinydigits
+
+    kinds = {name: train.lm_head(load_policy(str(task.get_model()))[0]) is not None
+             for name, task in (("tiny-math", tinymath), ("tiny-digits", tinydigits), ("tiny-sounds", tinyaudio))}
+    assert kinds == {"tiny-math": True, "tiny-digits": False, "tiny-sounds": False}
+
+
+def test_chunked_logprobs_with_every_completion_masked():
+    # --mask-truncated can mask every completion of a micro-batch: 0 tokens for the head, log-probs 0,
+    # and a backward that runs (the update's loss is then 0), as on the full-logits path
+    model = load_policy(str(tinymath.get_model()))[0]
+    batch = random_batch(vocab=model.config.vocab_size, rows=3)
+    batch = dataclasses.replace(batch, mask=torch.zeros_like(batch.mask))
+    logp, entropy = train.sequence_logprobs(model, batch, 1.0, entropy=True)
+    assert train.lm_head(model) is not None and not logp.any() and not entropy.any()
+    logp.sum().backward()
+
+
+def test_dtype_auto(tmp_path, monkeypatch, capsys):
+    # auto: bfloat16 on a GPU; on a CPU float32 for the embedded models (no measurement), and for a
+    # model of 50M+ parameters whichever the measured matmul speed-up says.
+    import config
+
+    assert config.auto_dtype("cuda", "tiny-math") == ("bfloat16", "")
+    assert train.parse_args([]).dtype == "float32"  # the default run: tiny-math on a CPU
+    big = dict(hidden_size=1536, num_hidden_layers=28, intermediate_size=8960, vocab_size=151936, tie_word_embeddings=True,
+               num_attention_heads=12, num_key_value_heads=2)
+    (tmp_path / "config.json").write_text(json.dumps(big))
+    assert config.estimate_parameters(str(tmp_path)) == pytest.approx(1.5437e9, rel=0.001)  # Qwen2.5-Math-1.5B: 1,543,714,304
+    for speedup, dtype in ((3.0, "bfloat16"), (0.01, "float32")):
+        monkeypatch.setattr(config, "bf16_speedup", lambda width: speedup)
+        assert train.parse_args(["--model", str(tmp_path), "--device", "cpu"]).dtype == dtype
+        assert f"--dtype auto: {dtype} (about 1544M parameters; a bf16 matmul of its width ran {speedup:.1f}x" in capsys.readouterr().out
+    (tmp_path / "config.json").write_text(json.dumps({**big, "hidden_size": 256, "intermediate_size": 512, "vocab_size": 1000}))
+    assert train.parse_args(["--model", str(tmp_path), "--device", "cpu"]).dtype == "float32"
+    assert "too small for bf16 to pay" in capsys.readouterr().out
+    # eval.py: several models share one dtype, and a run folder is sized by the model it started from
+    (tmp_path / "config.json").write_text(json.dumps(big))
+    monkeypatch.setattr(config, "bf16_speedup", lambda width: 3.0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    (run / "config.json").write_text(json.dumps({"model": str(tmp_path), "lr": 1e-6}))
+    assert config.auto_dtype("cpu", str(run))[0] == "bfloat16"
+    assert config.auto_dtype("cpu", [str(run), str(tmp_path)])[0] == "bfloat16"
+    assert config.auto_dtype("cpu", [str(tmp_path), "tiny-math"]) == ("float32", "")

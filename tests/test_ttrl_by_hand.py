@@ -65,9 +65,22 @@ def test_a_unanimous_group_teaches_nothing():
 
 
 def test_experience_rows_and_micro_batches():
-    # A batch is cut into mini-batches (rows) and micro-batches (split) along its rows, every field alike.
-    batch = grpo.Experience(input_ids=torch.arange(10).reshape(5, 2), attention_mask=torch.ones(5, 2),
-                            mask=torch.ones(5, 1), advantages=torch.arange(5.0), media=[{}] * 5)
-    parts = batch.split(2)
-    assert [len(p) for p in parts] == [2, 2, 1]
-    assert parts[2].advantages.tolist() == [4.0] and parts[2].old_logp is None and parts[1].targets.tolist() == [[5], [7]]
+    # Mini-batches (rows) are consecutive rows as they are; micro-batches sort the rows by length,
+    # longest first, and cut each to its own longest row, every field alike.
+    lengths = [2, 5, 3, 5, 1]  # prompt + completion tokens of each row, right-padded to L = 5
+    attention = (torch.arange(5) < torch.tensor(lengths)[:, None]).long()  # (5, 5)
+    ids = torch.arange(25).reshape(5, 5) * attention
+    batch = grpo.Experience(input_ids=ids, attention_mask=attention, mask=attention[:, 1:].float(),
+                            advantages=torch.arange(5.0), media=[{"row": i} for i in range(5)])
+    assert batch.rows(1, 3).advantages.tolist() == [1.0, 2.0] and batch.rows(1, 3).input_ids.shape == (2, 5)
+    parts = batch.micro_batches(2)
+    assert [index for index, _ in parts] == [[1, 3], [2, 0], [4]]  # by length; ties keep their order
+    assert [tuple(mb.input_ids.shape) for _, mb in parts] == [(2, 5), (2, 3), (1, 1)]
+    assert [tuple(mb.mask.shape) for _, mb in parts] == [(2, 4), (2, 2), (1, 0)]
+    second = parts[1][1]
+    assert second.advantages.tolist() == [2.0, 0.0] and second.media == [{"row": 2}, {"row": 0}] and second.old_logp is None
+    assert second.targets.tolist() == [[11, 12], [1, 0]]  # row 0's second target is padding, masked out
+    assert second.mask.tolist() == [[1, 1], [1, 0]]
+    # A token cap: at most 6 padded tokens (rows x longest row) per micro-batch, at most 4 rows.
+    assert [index for index, _ in batch.micro_batches(4, tokens=6)] == [[1], [3], [2, 0], [4]]
+    assert [index for index, _ in batch.micro_batches(4, tokens=4)] == [[1], [3], [2], [0, 4]]

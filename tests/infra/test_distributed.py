@@ -274,6 +274,8 @@ def test_fsdp_needs_torchrun():
     with pytest.raises(SystemExit, match="--fsdp shards the trainer over torchrun's processes"):
         train.check_distributed(train.parse_args(["--fsdp"]), False, 1)
     train.check_distributed(train.parse_args(["--fsdp"]), True, 1)  # fine on 1 rank under torchrun
+    with pytest.raises(SystemExit, match="--micro-batch-tokens does not go with --fsdp"):
+        train.check_distributed(train.parse_args(["--fsdp", "--micro-batch-tokens", "4096"]), True, 2)
 
 
 @pytest.mark.parametrize("argv", [["--tp", "2"], ["--tp", "2", "--engine", "vllm"]])
