@@ -24,6 +24,12 @@ With none intact it stops with one line, unless --restart starts the run over. A
 or eval_before.json is one line naming the file; a full disk while writing is one line too
 (`disk_errors`). tests/infra/test_faults.py injects each of these (`failpoint` kills mid-write).
 
+Trust: a run folder may come from elsewhere (downloaded, shared). Nothing in it runs code:
+trainer_state.pt is read with torch.load(weights_only=True), which unpickles tensors, plain Python
+values and numpy's RNG array (SAFE_GLOBALS) and refuses anything else, so a hostile state is a
+damaged checkpoint (`problem`) and is never loaded; the lock file is opened without following a
+symbolic link, so it cannot write into a file outside the folder.
+
 The folder itself: one train.py writes a run folder at a time (`claim` takes a lock holding the
 writer's pid and host; the kernel drops it when the process ends, so a killed run's folder can be
 resumed at once), and a new run never writes over an earlier one: --out on a folder that holds a run
@@ -38,16 +44,22 @@ except RESUMABLE ones (how to run, not what to compute): a differing key is an e
 metrics.jsonl (and eval_steps.jsonl, groups.jsonl) is cut back to the checkpoint's step, so every step
 appears in it exactly once.
 """
+import atexit
 import contextlib
 import errno
 import fcntl
+import fnmatch
+import hashlib
 import json
 import os
+import pickle
 import random
 import shutil
 import signal
 import socket
 import struct
+import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -60,19 +72,54 @@ RESUMABLE = {"resume", "restart", "start_over", "out", "save_every", "keep_check
              "micro_batch", "device", "engine", "vllm_sleep", "dist_timeout", "max_weight_change", "eval_every", "log_groups",
              "report_to"}
 STATE = "trainer_state.pt"
+# What a trainer state holds besides tensors and plain Python values: numpy's RNG state, an array.
+# torch.load(weights_only=True) rebuilds these and refuses every other global (a payload that would run code).
+SAFE_GLOBALS = [getattr(np, "_core", getattr(np, "core", None)).multiarray._reconstruct, np.ndarray, np.dtype,
+                type(np.dtype(np.uint32))]
 KEEP_STATES = 2  # checkpoints that keep their trainer state (optimizer, RNG, data order): the newest two
 LOCK = ".lock"  # in a run folder: who is writing there (pid, host); locked while that process lives
+
+
+# A run's own files and folders (besides eval_*.json and eval_*.jsonl): what makes a folder hold "an
+# earlier run", and all that --start-over moves. Anything else there (a tee'd log, notes, other runs'
+# folders) is the user's, and is left where it is.
+RUN_FILES = {"config.json", "data.json", "metrics.jsonl", "groups.jsonl", "curves.png", "checkpoints", "final", "tensorboard", "wandb",
+             "wandb_id.txt"}
+
+
+def run_files(out: Path) -> list[str]:
+    """The names in `out` that a train.py run writes."""
+    return sorted(p.name for p in out.iterdir() if p.name in RUN_FILES or fnmatch.fnmatch(p.name, "eval_*.json*"))
 
 
 def claim(out: Path, resume: bool, start_over: bool = False):
     """Make `out` this process's run folder, before anything is written there. Takes the folder's lock
     (a second train.py on it stops with one line naming the first), then checks the folder holds no
-    earlier run unless `resume` continues it; start_over moves an earlier run's files to a sibling
-    folder OUT.previous-<time>/ (never deleted). Returns the open lock file: the lock lasts while it is
-    open, and the kernel releases it when the process ends, however it ends (a SIGKILL leaves no stale
-    lock). flock works between processes of one machine and on most network file systems."""
-    out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / LOCK, "a+")
+    earlier run (run_files) unless `resume` continues it; start_over moves the earlier run's files to a
+    sibling folder OUT.previous-<time>/ (never deleted), and refuses a folder that holds more than runs
+    (the working directory or one above it, the home folder, nanoTTRL's own). Returns the open lock
+    file: the lock lasts while it is open, and the kernel releases it when the process ends, however
+    it ends (a SIGKILL leaves no stale lock). flock works between processes of one machine and on
+    most network file systems."""
+    here = out.resolve()
+    if start_over and (here in Path.cwd().resolve().parents or here in (Path.cwd().resolve(), Path.home().resolve(),
+                                                                         Path(__file__).resolve().parent)):
+        raise SystemExit(f"--out {out} --start-over: {here} is not a run folder (the working directory or above it, the "
+                         f"home folder, or nanoTTRL's own); name the run's own folder")
+    if not out.exists():  # made here: if a check fails before the run writes anything, it goes again
+        atexit.register(remove_if_unused, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, a read-only file system, no permission
+        raise SystemExit(f"--out {out}: cannot make the run folder there ({e.strerror or type(e).__name__}); "
+                         f"choose another --out") from None
+    try:  # O_NOFOLLOW: a .lock that is a symbolic link would have us truncate the file it points to
+        lock = os.fdopen(os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise SystemExit(f"--out {out}: {LOCK} is a symbolic link (to {os.readlink(out / LOCK)}); a run folder's lock is a "
+                         f"plain file: remove the link, or choose another --out") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -87,7 +134,7 @@ def claim(out: Path, resume: bool, start_over: bool = False):
     lock.truncate()
     lock.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     lock.flush()
-    earlier = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+    earlier = run_files(out)
     if earlier and not resume:
         if not start_over:
             raise SystemExit(f"--out {out}: the folder holds an earlier run ({', '.join(earlier[:4])}"
@@ -99,6 +146,75 @@ def claim(out: Path, resume: bool, start_over: bool = False):
             (out / name).rename(aside / name)
         print(f"--out {out}: the earlier run's files moved to {aside}")
     return lock
+
+
+def remove_if_unused(out: Path) -> None:
+    """At exit: a run folder that claim made and that holds nothing but its lock (a check failed after
+    the claim, e.g. --max-tokens beyond the model's context) is removed, not left as clutter."""
+    if out.is_dir() and [p.name for p in out.iterdir()] == [LOCK]:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+class Stopped(BaseException):
+    """A run stopped by a signal (Signals). A BaseException, as KeyboardInterrupt is: no `except
+    Exception` on the way up swallows it."""
+
+
+class Signals:
+    """SIGINT (Ctrl-C), SIGTERM (a scheduler, `kill`) and SIGHUP (a closed terminal) end a run cleanly.
+    During a training step (`stepping`) the first signal is noted and the step finished; train.main
+    then checkpoints that step (unless it just did) and stops. Anywhere else (setup, an evaluation),
+    or at a second signal, Stopped is raised at once: every write to the run folder is atomic, so a
+    stop mid-write loses that write only. Leaving the `with` block turns Stopped into one line saying
+    where the run stopped and how to resume it, and exit status 128 + the signal's number (130, 143,
+    129, as a shell reports a process killed by it)."""
+
+    CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.signum, self.stepping, self.out, self.done, self.saved = None, False, None, 0, None
+
+    def __enter__(self):
+        in_main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
+        self.previous = {s: signal.signal(s, self.handle) for s in self.CAUGHT} if in_main else {}
+        return self
+
+    def handle(self, signum, frame):
+        first, self.signum = self.signum is None, signum
+        if first and self.stepping:
+            print(f"\n{signal.Signals(signum).name}: finishing this step, then a checkpoint; send it again to stop at once",
+                  flush=True)
+            return
+        raise Stopped()
+
+    def asked(self, par) -> bool:
+        """After a step: did a signal come (to any process: under torchrun every rank stops after the same step)?"""
+        if par.sum(float(self.signum is not None)) > 0:
+            self.signum = self.signum or signal.SIGTERM
+            return True
+        return False
+
+    def __exit__(self, kind, value, tb):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        if kind is not Stopped:
+            return False
+        name = signal.Signals(self.signum).name
+        newest = latest(self.out) if self.out else None
+        if self.out is None:
+            line = f"{name}: stopped before the run folder was made; nothing to resume"
+        elif (self.out / "final").is_dir():
+            line = (f"{name}: stopped after training: the trained model is in {self.out / 'final'}; its evaluation was cut "
+                    f"short: python eval.py --model {self.out / 'final'}")
+        else:
+            if self.saved is not None and newest is not None and newest.name == f"step_{self.done:06d}":
+                where = f"after step {self.done}, checkpointed in {self.saved:.1f} s"
+            else:
+                where = (f"in step {self.done + 1}" if self.stepping else f"after step {self.done}" if self.done
+                         else "before training") + f" ({f'newest checkpoint {newest.name}' if newest else 'no checkpoint yet'})"
+            line = f"{name}: stopped {where}; resume with: python train.py --resume {self.out}"
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(128 + self.signum) from None
 
 
 def write_model(folder: Path, model, tok, extra_files=(), state: dict | None = None,
@@ -228,10 +344,18 @@ def problem(folder: Path) -> str | None:
             return f"{path.name} is cut short ({size:,} of {end:,} bytes)"
     try:
         zipfile.ZipFile(folder / STATE).close()  # reads the archive's directory, at its very end: a cut file fails
-        torch.load(folder / STATE, map_location="cpu", weights_only=False, mmap=True)  # unpickles; data read lazily
+        load_state(folder / STATE, mmap=True)  # unpickles (plain values only); the data is read lazily
+    except pickle.UnpicklingError:
+        return f"{STATE} holds objects other than tensors and plain values: refused, as loading them could run code"
     except Exception as e:
         return f"{STATE} cannot be loaded ({type(e).__name__})"
     return None
+
+
+def load_state(path: Path, mmap: bool = False) -> dict:
+    """trainer_state.pt, unpickling nothing but tensors, plain values and SAFE_GLOBALS (never code)."""
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def resumable(run: Path) -> tuple[Path | None, list[str]]:
@@ -251,7 +375,7 @@ def resumable(run: Path) -> tuple[Path | None, list[str]]:
 def restore(folder: Path, sched, rank: int = 0, world: int = 1) -> tuple[int, list[int], dict]:
     """Load the scheduler and this rank's RNG states (the model is loaded from the folder itself).
     Returns (step, remaining data order, optimizer state dict: the caller loads it, see dist.py)."""
-    state = torch.load(folder / STATE, map_location="cpu", weights_only=False)
+    state = load_state(folder / STATE)
     sched.load_state_dict(state["scheduler"])
     ranks = state.get("rng_ranks", [state["rng"]])
     if len(ranks) != world:  # each rank continues its own random streams
@@ -264,6 +388,17 @@ def restore(folder: Path, sched, rank: int = 0, world: int = 1) -> tuple[int, li
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return state["step"], state["order"], state["optimizer"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """path's new content, whole or not at all: written beside it, then renamed over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a write cut short (a full disk): give its space back
+        raise
+    tmp.replace(path)
 
 
 def trim_metrics(path: Path, step: int) -> None:
@@ -283,11 +418,39 @@ def trim_metrics(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def data_fingerprint(name: str, questions: list[str]) -> dict:
+    """What data.json records of a run's data: how many usable questions, and a hash of their text in order."""
+    return {"data": name, "questions": len(questions), "sha256": hashlib.sha256("\n".join(questions).encode()).hexdigest()}
+
+
+def check_data(out: Path, now: dict) -> None:
+    """A resumed run's data against its data.json (a run from before data.json: nothing to check), so a
+    data file edited between a stop and --resume is one line naming the change, never a traceback or a
+    silent run on other questions."""
+    path = out / "data.json"
+    if not path.is_file():
+        return
+    was = json.loads(path.read_text())
+    if now["questions"] != was["questions"]:
+        change = f"{now['questions']} usable questions, the run started with {was['questions']}"
+    elif now["sha256"] != was["sha256"]:
+        change = f"the same {now['questions']} questions in number, but other text or another order"
+    else:
+        return
+    raise SystemExit(f"--resume {out}: --data {now['data']} changed since the run started ({change}); put the file back "
+                     f"as it was, or train on it in a new run (another --out)")
+
+
 def resume_config(run: str, given: dict, current: dict) -> dict:
     """The config to resume with: the run's config.json, plus the RESUMABLE flags given now.
     given: flags on the command line; current: every flag's value now. A given flag that differs
     from the run's value and is not RESUMABLE is an error naming the keys."""
     path = Path(run) / "config.json"
+    folder = Path(run)
+    if folder.parent.name == "checkpoints" or folder.name == "final":  # a model folder inside a run
+        owner = folder.parent.parent if folder.parent.name == "checkpoints" else folder.parent
+        raise SystemExit(f"--resume {run}: that is one of a run's model folders; resume the run: --resume {owner} "
+                         "(it goes on from its newest intact checkpoint)")
     if not path.is_file():
         raise SystemExit(f"--resume {run}: no config.json there (not a train.py run folder)")
     try:
@@ -295,7 +458,13 @@ def resume_config(run: str, given: dict, current: dict) -> dict:
     except (ValueError, UnicodeDecodeError) as e:
         raise SystemExit(f"--resume {run}: config.json is damaged ({type(e).__name__}: {e}); it holds the run's flags, "
                          f"so the run cannot be resumed without it (a copy of it, or the same flags and a new --out)") from None
-    differ = [k for k, v in given.items() if k not in RESUMABLE and k in saved and saved[k] != v]
+    if (folder / "final").is_dir() and ((folder / "eval_after.json").exists() or not saved.get("eval_k")):
+        print(f"--resume {run}: the run is complete (final/{' and eval_after.json' if saved.get('eval_k') else ''} are "
+              f"there): nothing to do. Evaluate it with python eval.py --model {run}; train more in a new run (--out)")
+        raise SystemExit(0)
+    same_file = lambda a, b: Path(a).expanduser().resolve() == Path(b).expanduser().resolve()  # noqa: E731
+    differ = [k for k, v in given.items() if k not in RESUMABLE and k in saved and saved[k] != v
+              and not (k == "data" and same_file(saved[k], v))]  # --data: the same file, by any path
     if differ:
         raise SystemExit(f"--resume {run}: incompatible flags, the run used " +
                          ", ".join(f"{k}={saved[k]!r} (given {given[k]!r})" for k in differ) +

@@ -136,6 +136,8 @@ def add_data_flags(a) -> None:
     a("--data", default="tiny-math", help=f"tiny-math / tiny-digits / tiny-sounds / tiny-clips (embedded), a hub set "
       f"({', '.join(data.files.HUB)}) or a .jsonl/.json/.parquet/.csv file")
     a("--question-key", default="question", help="column holding the question (files)")
+    a("--dedup", action="store_true", help="drop rows that repeat an earlier row's question (and media), keeping the first; "
+      "without it they are kept, and counted in one line")
     a("--answer-key", default=None, help="column holding the reference answer, optional (files; default 'answer' when there is one; "
       "a worked solution's last \\boxed{} is taken): read by evaluation and monitoring only, never by training")
     a("--image-key", default=None, help="column holding each row's image(s) (files): paths relative to the file, or stored images")

@@ -401,6 +401,10 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
     results, greedy_answers = [], []
     for i, name in enumerate(models):
+        if name not in args.model and not Path(name).is_dir():  # listed from a run folder, since rotated away by the run
+            print(f"[{i + 1}/{len(models)}] {name}: gone since the run folder was read (the run keeps its newest "
+                  f"--keep-checkpoints); skipped")
+            continue
         path = data.tasks.resolve_model(name)
         model, tok = sample.load_policy(path, args.dtype, args.device)
         processor = sample.load_processor(model)
@@ -431,6 +435,8 @@ def main(argv=None):
             if out:
                 with open(out / f"{i:02d}_{Path(result['model']).name}_pairwise.jsonl", "w") as f:
                     f.writelines(json.dumps({"question": r["question"], **j}) + "\n" for r, j in zip(rows, judgements))
+    if not results:
+        raise SystemExit(f"--model {' '.join(args.model)}: no model left to evaluate")
     key = f"avg@{args.k}"
     report = {"args": vars(args), "models": results, "last": results[-1]["model"]}
     if all(key in r for r in results):  # the best needs true answers

@@ -86,9 +86,12 @@ def jsonable(m: dict) -> dict:
 
 
 class CollapseMonitor:
-    def __init__(self, entropy_floor: float, distinct_floor: float, patience: int):
+    def __init__(self, entropy_floor: float, distinct_floor: float, patience: int, history: list[dict] = ()):
+        """history: the steps already logged (a resumed run's metrics.jsonl): the streak as it stood then."""
         self.entropy_floor, self.distinct_floor, self.patience = entropy_floor, distinct_floor, patience
         self.streak = 0
+        for m in history:
+            self.check(m)
 
     def check(self, m: dict) -> str | None:
         """m: one step's metrics. Returns the warning text on the step a streak reaches `patience`."""

@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 import warnings
@@ -53,7 +54,7 @@ import tracking
 from config import check_distributed, parse_args
 from encoders import load_encoder
 from eval import format_summary, question_records, summarize, votes_changed
-from monitor import CollapseMonitor, group_lines, jsonable, plot_curves, step_metrics
+from monitor import CollapseMonitor, group_lines, jsonable, plot_curves, read_steps, step_metrics
 from answers import extract, majority_vote
 from rewards import REWARDS, USES_ENCODER, RewardContext
 from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine, step_seed
@@ -61,36 +62,44 @@ from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_p
 
 def main(argv=None):
     args = parse_args(argv, __doc__)  # every flag: config.py
-    run = setup(args)  # the questions, the policy and its rollout engine, the reward settings
-    before = evaluate_run(run, "before")  # eval.py's metrics (the true answers are read there, and in the log)
-    setup_training(run)  # run.learner: the policy, AdamW, LR schedule, frozen KL reference; a resumed run's state
-    tracker = tracking.start(args, run.out, run.start, before)  # --report-to: TensorBoard / W&B (rank 0); else it does nothing
-    collapse = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience)
-    learner = run.learner
-    learner.model.train()
-    for step in tqdm(range(run.start, run.total_steps), desc="TTRL", unit="step", initial=run.start,
-                     total=run.total_steps, disable=None if dist.is_main() else True):
-        questions = next_questions(run)  # indices into run.rows (torchrun: this rank's share of the step)
-        rows, prompts = [run.rows[i] for i in questions], [run.prompts[i] for i in questions]
-        lr = learner.sched.get_last_lr()[0]  # the learning rate of this step's update (ttrl_step moves the schedule on)
-        truths = [r["answer"] for r in rows]  # read by the log (step 7) and by the --reward truth baseline only
-        result = ttrl_step(learner, prompts, [r["question"] for r in rows], args, step_seed(args.seed, step),
-                           truths if args.reward == "truth" else None)
-        run.nonfinite_skips += result["stats"]["nonfinite"]
-        metrics = step_metrics(result, truths, run.checker, args, step=step + 1, epoch=(step + 1) / run.steps_per_epoch,
-                               lr=lr, nonfinite_skips=run.nonfinite_skips)
-        metrics["collapse_warning"] = collapse.check(metrics)
-        write_step(run, metrics, group_lines(result, questions, truths, step + 1) if args.log_groups else [])
-        tracker.log(metrics)
-        check_update(run, metrics)  # a wrecking update stops the run before a checkpoint keeps its weights
-        if args.eval_every and metrics["step"] % args.eval_every == 0 and metrics["step"] < run.total_steps:
-            tracker.log_eval("during", evaluate_run(run, "during", step=metrics["step"]), metrics["step"])  # eval_steps.jsonl
-        if args.save_every and metrics["step"] % args.save_every == 0 and metrics["step"] < run.total_steps:
-            save_checkpoint(run, metrics["step"])
-    after = evaluate_run(run, "after")
-    tracker.log_eval("after", after, run.total_steps)
-    finish(run, before, after)  # final/ (the trained model and its card), curves.png, the before/after table
-    tracker.close()
+    with checkpoint.Signals() as stop:  # Ctrl-C, SIGTERM, SIGHUP: finish the step, checkpoint it, say how to resume
+        run = setup(args)  # the questions, the policy and its rollout engine, the reward settings
+        stop.out = run.out
+        before = evaluate_run(run, "before")  # eval.py's metrics (the true answers are read there, and in the log)
+        setup_training(run)  # run.learner: the policy, AdamW, LR schedule, frozen KL reference; a resumed run's state
+        tracker = tracking.start(args, run.out, run.start, before)  # --report-to: TensorBoard / W&B (rank 0); else nothing
+        collapse = CollapseMonitor(args.collapse_entropy, args.collapse_distinct, args.collapse_patience,
+                                   history=read_steps(run.out))  # resumed: the streak as it stood at the checkpoint
+        learner = run.learner
+        learner.model.train()
+        for step in tqdm(range(run.start, run.total_steps), desc="TTRL", unit="step", initial=run.start,
+                         total=run.total_steps, disable=None if dist.is_main() else True):
+            stop.stepping = True  # a signal now lets the step finish (checkpoint.Signals)
+            questions = next_questions(run)  # indices into run.rows (torchrun: this rank's share of the step)
+            rows, prompts = [run.rows[i] for i in questions], [run.prompts[i] for i in questions]
+            lr = learner.sched.get_last_lr()[0]  # the learning rate of this step's update (ttrl_step moves the schedule on)
+            truths = [r["answer"] for r in rows]  # read by the log (step 7) and by the --reward truth baseline only
+            result = ttrl_step(learner, prompts, [r["question"] for r in rows], args, step_seed(args.seed, step),
+                               truths if args.reward == "truth" else None)
+            run.nonfinite_skips += result["stats"]["nonfinite"]
+            metrics = step_metrics(result, truths, run.checker, args, step=step + 1, epoch=(step + 1) / run.steps_per_epoch,
+                                   lr=lr, nonfinite_skips=run.nonfinite_skips)
+            metrics["collapse_warning"] = collapse.check(metrics)
+            write_step(run, metrics, group_lines(result, questions, truths, step + 1) if args.log_groups else [])
+            tracker.log(metrics)
+            stop.done = metrics["step"]
+            check_update(run, metrics)  # a wrecking update stops the run before a checkpoint keeps its weights
+            if args.eval_every and metrics["step"] % args.eval_every == 0 and metrics["step"] < run.total_steps:
+                tracker.log_eval("during", evaluate_run(run, "during", step=metrics["step"]), metrics["step"])  # eval_steps.jsonl
+            checkpoint_if_due(run, stop, metrics["step"])  # every --save-every steps, and before a signal's stop
+        write_final(run, before)  # final/: the trained weights, before the evaluation, so no late signal loses them
+        if stop.signum:
+            raise checkpoint.Stopped()
+        stop.stepping = False
+        after = evaluate_run(run, "after")
+        tracker.log_eval("after", after, run.total_steps)
+        finish(run, before, after)  # final/'s model card with the evaluation, curves.png, the before/after table
+        tracker.close()
     return run.out
 
 
@@ -435,7 +444,10 @@ class Run:
 def setup(args) -> Run:
     dist.init(args.device, args.dist_timeout)  # torchrun: join the process group (one process: nothing)
     check_distributed(args, dist.launched, dist.world)
-    out = Path(dist.broadcast(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}"))  # rank 0's clock names it
+    # rank 0's clock and pid name it: two runs started in the same second get two folders
+    out = Path(dist.broadcast(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"))
+    if not args.resume and Path(args.data).expanduser().is_file():  # recorded resolved: --resume works from any directory
+        args.data = str(Path(args.data).expanduser().resolve())
     # every check before anything is written in the run folder: the data, the prompt, the model's path
     rows = data.files.rows_for(args, args.model)
     if args.reward == "truth" and any(r["answer"] is None for r in rows):
@@ -454,6 +466,9 @@ def setup(args) -> Run:
         model.gradient_checkpointing_enable()
     prompts = data.prompts.make_prompts(rows, tok, model_path, args.model, template, processor, args.answer_format)
     rows, prompts = drop_too_long(rows, prompts, tok, processor, context_length(model), args)
+    fingerprint = checkpoint.data_fingerprint(args.data, [r["question"] for r in rows])  # data.json
+    if args.resume:
+        checkpoint.check_data(out, fingerprint)  # the data file as it was when the run started
     settings = dict(seed=args.seed, kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory,
                     torchrun=dist.launched, sleep_level=args.vllm_sleep)
     engine = make_engine(args.engine, model, tok, policy_path, args.dtype, args.gen_batch, processor, **settings)
@@ -484,7 +499,11 @@ def setup(args) -> Run:
     if args.adapt_on > len(rows):
         raise SystemExit(f"--adapt-on {args.adapt_on}: the data has only {len(rows)} usable questions")
     run.pool = sorted(random.Random(args.seed).sample(range(len(rows)), args.adapt_on)) if args.adapt_on else list(range(len(rows)))
-    run.per_step = min(args.prompts_per_step, len(run.pool))
+    if args.prompts_per_step > len(run.pool):  # recorded as used: config.json says what ran
+        dist.print0(f"--prompts-per-step {args.prompts_per_step}: the data has {len(run.pool)} questions to train on; "
+                    f"{len(run.pool)} per step")
+        args.prompts_per_step = len(run.pool)
+    run.per_step = args.prompts_per_step
     if run.per_step % dist.world:  # equal shares: every rank runs the same number of forward/backward passes
         raise SystemExit(f"--prompts-per-step {run.per_step} over {dist.world} ranks: use a multiple of {dist.world} "
                          f"(each rank samples and trains the same number of questions)")
@@ -492,6 +511,8 @@ def setup(args) -> Run:
     if dist.is_main():  # every check passed: the run's flags (--resume reads them back)
         with checkpoint.disk_errors(out, "config.json"):
             (out / "config.json").write_text(json.dumps(vars(args), indent=1))
+            if not (args.resume and (out / "data.json").exists()):
+                checkpoint.write_atomic(out / "data.json", json.dumps(fingerprint, indent=1))
     return run
 
 
@@ -548,6 +569,8 @@ def setup_training(run: Run) -> None:
         for name in ("metrics.jsonl", "eval_steps.jsonl", "groups.jsonl"):  # steps after the checkpoint are redone
             checkpoint.trim_metrics(run.out / name, run.start)
         run.log = open(run.out / "metrics.jsonl", "a")
+    # resumed: the count of skipped updates goes on from the checkpoint's step (as the log has it), on every rank
+    run.nonfinite_skips = dist.broadcast(([0] + [m["nonfinite_skips"] for m in read_steps(run.out)])[-1] if dist.is_main() else 0)
 
 
 def lr_lambda(args, total_steps: int):
@@ -607,10 +630,9 @@ def evaluate_run(run: Run, tag: str, step: int | None = None) -> dict:
             f.write(json.dumps({"step": step, **summary}) + "\n")
         tqdm.write(f"eval at step {step}: {format_summary(summary)}")
         return summary
-    with checkpoint.disk_errors(run.out, f"eval_{tag}.json"):
-        done.write_text(json.dumps(summary, indent=1))
-        with open(run.out / f"eval_{tag}_questions.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+    with checkpoint.disk_errors(run.out, f"eval_{tag}.json"):  # the questions first: eval_{tag}.json means both are whole
+        checkpoint.write_atomic(run.out / f"eval_{tag}_questions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        checkpoint.write_atomic(done, json.dumps(summary, indent=1))
     print(f"eval {tag}: {format_summary(summary)}")
     return summary
 
@@ -634,6 +656,9 @@ def write_step(run: Run, m: dict, groups: list[dict]) -> None:
     if m["update"] == "nonfinite":
         tqdm.write(f"WARNING step {m['step']}: non-finite loss or gradient, update skipped "
                    f"({m['nonfinite_skips']} so far); lower --lr or check the data")
+    if m["update"] == "no-signal" and m["truncated_frac"] == 1.0:  # why nothing was learned, when it is this
+        tqdm.write(f"WARNING step {m['step']}: every completion reached --max-tokens {run.args.max_tokens} before its end, "
+                   "so none has an answer and there is nothing to learn; raise --max-tokens")
     if m["collapse_warning"]:
         tqdm.write(f"WARNING step {m['step']}: {m['collapse_warning']}")
 
@@ -654,6 +679,20 @@ def check_update(run: Run, m: dict) -> None:
                      f"start again with a lower --lr")
 
 
+def checkpoint_if_due(run: Run, stop: checkpoint.Signals, step: int) -> None:
+    """A checkpoint every --save-every steps, and of the step in which a signal came (to any process);
+    then the run stops (checkpoint.Stopped). The last step is not checkpointed: final/ holds it."""
+    asked = stop.asked(run.learner.par)  # every process asks, each step: they stop after the same one
+    if step == run.total_steps:
+        return
+    if asked or (run.args.save_every and step % run.args.save_every == 0):
+        start = time.time()
+        save_checkpoint(run, step)
+        stop.saved = time.time() - start
+    if asked:
+        raise checkpoint.Stopped()
+
+
 def save_checkpoint(run: Run, step: int) -> None:
     """Every rank takes part (FSDP gathers the weights and AdamW state; each rank's RNG state is kept),
     rank 0 writes, the others wait until the folder is whole."""
@@ -667,18 +706,27 @@ def save_checkpoint(run: Run, step: int) -> None:
     dist.barrier()
 
 
+def write_final(run: Run, before: dict) -> None:
+    """final/: the trained model, HF format, with its model card (card.py; the evaluation after training
+    is added by finish) (rank 0 writes; FSDP gathers the weights first)."""
+    weights = dist.full_state_dict(run.learner.model) if run.args.fsdp else None
+    if dist.is_main():
+        with checkpoint.disk_errors(run.out, "final/", checkpoint.size_on_disk(run.model, False)):
+            readme = card.model_card(run.args, run.out.name, {"before": before}, run.total_steps, run.total_steps, dist.world)
+            checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights,
+                                   texts={"README.md": readme})
+
+
 def finish(run: Run, before: dict, after: dict) -> None:
-    """final/ (the trained model, HF format, and its model card: card.py), curves.png, and the before/after table (rank 0)."""
+    """final/'s model card with the evaluation after training, curves.png, and the before/after table (rank 0)."""
     args = run.args
     if run.log:
         run.log.close()
-    weights = dist.full_state_dict(run.learner.model) if args.fsdp else None  # FSDP: gathered to rank 0
     if dist.is_main():
-        with checkpoint.disk_errors(run.out, "final/", checkpoint.size_on_disk(run.model, False)):
-            readme = card.model_card(args, run.out.name, {"before": before, "after": after}, run.total_steps, run.total_steps,
-                                     dist.world)
-            checkpoint.write_model(run.out / "final", run.model, run.tokenizer_or_processor, run.markers, weights=weights,
-                                   texts={"README.md": readme})
+        readme = run.out / "final" / "README.md"
+        readme.with_suffix(".tmp").write_text(card.model_card(args, run.out.name, {"before": before, "after": after},
+                                                              run.total_steps, run.total_steps, dist.world))
+        readme.with_suffix(".tmp").replace(readme)  # atomic: the card is whole, old or new
         plot_curves(run.out, args)
         if before and after:
             print(f"\n{'metric':<17}{'before':>9}{'after':>9}")

@@ -61,8 +61,38 @@ def rows_for(args, model: str) -> list[dict]:
 
     task = TASKS.get(model) or TASKS.get(embedded_format(model) if Path(model).is_dir() else None) or TASKS.get(args.data)
     frames = args.video_frames or getattr(task, "VIDEO_FRAMES", None)
-    return load_rows(args.data, args.question_key, args.answer_key,
+    rows = load_rows(args.data, args.question_key, args.answer_key,
                      media_columns(args.image_key, args.audio_key, args.video_key), frames, args.video_size)
+    return repeated_questions(rows, args.data, args.dedup)
+
+
+def repeated_questions(rows: list[dict], name: str, drop: bool) -> list[dict]:
+    """Rows whose question and media repeat an earlier row's, said in one line: kept (each copy is sampled,
+    trained and evaluated, so the question weighs twice), or dropped with --dedup (the first copy stays)."""
+    import hashlib
+
+    import numpy as np
+
+    def digest(x):  # media by content: an image, an (audio, rate) pair, a list of frames
+        if isinstance(x, (list, tuple)):
+            return tuple(digest(y) for y in x)
+        if x is None or isinstance(x, (str, int, float)):
+            return x
+        return hashlib.sha1(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()
+
+    def key(row):
+        return row["question"], digest([v for k, v in sorted(row.items()) if k not in ("question", "answer")])
+    seen, unique = set(), []
+    for row in rows:
+        if key(row) not in seen:
+            seen.add(key(row))
+            unique.append(row)
+    repeats = len(rows) - len(unique)
+    if repeats:
+        print(f"--data {name}: {repeats} of {len(rows)} rows repeat an earlier row's question" +
+              (f"; dropped (--dedup): {len(unique)} questions" if drop else
+               " (kept: each copy is trained and evaluated, so it weighs more; --dedup drops them)"), flush=True)
+    return unique if drop else rows
 
 
 def load_rows(data: str, question_key: str = "question", answer_key: str | None = None,

@@ -30,6 +30,7 @@ Each train.py run's whole output is kept beside its run folder (--work), e.g. ru
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -189,6 +190,7 @@ def d_runs(args, device: str, work: Path) -> dict:
                                     "--eval-k", "2", "--out", str(folder), "--start-over"], REPO, 900,
                     work / f"{name}.log")
         steps = metrics(folder) if first["exit"] == 0 else []
+        shutil.rmtree(folder / "final", ignore_errors=True)  # as a kill during step 2 leaves it (a finished run is not redone)
         resumed = run(base + ["--resume", str(folder)], REPO, 900, work / f"{name}-resume.log")
         again = metrics(folder) if resumed["exit"] == 0 else []
         equal = bool(steps and again and steps[1] == again[1])

@@ -118,3 +118,24 @@ def test_evaluate_open_ended_adds_wording_metrics():
     summary, records = evaluate(engine, [{"text": "q1"}, {"text": "q2"}], ["three beeps", "here"], k=2, open_ended=True)
     assert summary["rougeL"] == (1.0 + 0.5) / 2  # "no box here" vs "here": P 1/3, R 1, F1 1/2
     assert 0 <= summary["bleu"] <= 100 and "rougeL" in summary["ci95"] and records[0]["rougeL"] == 1.0
+
+
+def test_a_checkpoint_rotated_away_during_the_evaluation_is_skipped(tmp_path, monkeypatch, capsys):
+    # eval.py --model RUN while RUN trains with --keep-checkpoints: a listed checkpoint is gone when its turn
+    # comes. It is skipped with one line; the others are evaluated.
+    import json
+    import shutil
+
+    import eval as ev
+    from data import tinymath
+
+    run = tmp_path / "run"
+    for d in ["checkpoints/step_000005", "final"]:
+        shutil.copytree(tinymath.get_model(), run / d)
+    (run / "metrics.jsonl").write_text("")
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tinymath.test_split()[:4]))
+    listed = ev.model_list
+    monkeypatch.setattr(ev, "model_list", lambda names: [str(run / "checkpoints/step_000003")] + listed(names))
+    report = ev.main(["--model", str(run), "--data", str(tmp_path / "q.jsonl"), "--k", "2", "--engine", "hf"])
+    assert f"[1/3] {run / 'checkpoints/step_000003'}: gone since the run folder was read" in capsys.readouterr().out
+    assert [m["model"] for m in report["models"]] == [str(run / "checkpoints/step_000005"), str(run / "final")]

@@ -195,3 +195,18 @@ def test_unknown_preset_lists_choices(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--preset", "ttrl-gpqa"])
     assert "ttrl-math500" in capsys.readouterr().err
+
+
+def test_repeated_questions_are_counted_and_dropped_with_dedup(tmp_path, capsys):
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [{"question": "1+1"}, {"question": "2+2"}, {"question": "1+1"},
+                                                            {"question": "1+1", "answer": "2"}]))
+    rows = data.files.rows_for(train.parse_args(["--data", str(path)]), "tiny-math")
+    assert [r["question"] for r in rows] == ["1+1", "2+2", "1+1", "1+1"]  # kept, and said
+    assert f"--data {path}: 2 of 4 rows repeat an earlier row's question (kept" in capsys.readouterr().out
+    rows = data.files.rows_for(train.parse_args(["--data", str(path), "--dedup"]), "tiny-math")
+    assert [r["question"] for r in rows] == ["1+1", "2+2"]
+    assert "dropped (--dedup): 2 questions" in capsys.readouterr().out
+    # the same question over other media is another question (tiny-digits: one text, 300 images)
+    digits = train.parse_args(["--preset", "tiny-digits", "--dedup"])
+    assert len(data.files.rows_for(digits, digits.model)) == 300 and "repeat" not in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """Fault injection: bad flags, damaged run folders, kills in the middle of a checkpoint, a full disk,
-a run folder in use or holding an earlier run, a missing model folder, an update that wrecks the model.
+a run folder in use or holding an earlier run, a missing model folder, an update that wrecks the model,
+a hostile run folder (a trainer state carrying code, a lock that is a symbolic link).
 What is promised (docs/long-runs.md): a bad flag is one line and exit status 2 before anything loads;
 a damaged checkpoint is skipped for the intact one before it, which then reproduces the uninterrupted
 run exactly; a damaged config.json or eval_before.json, and a full disk, are one line each; an
@@ -7,10 +8,12 @@ earlier run's folder is never written over, and a second writer is refused while
 
     python -m pytest tests/infra/test_faults.py -q        # about 2 minutes on 2 CPU cores
 """
+import errno
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -99,6 +102,133 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(reference, tmp_path, 
     assert same_weights(run / "final", reference / "final")
 
 
+class Payload:
+    """Pickled, it asks the unpickler to call os.system: what a hostile trainer_state.pt would hold."""
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_hostile_trainer_state_never_runs(reference, tmp_path, capsys):
+    # A run folder from elsewhere: its newest trainer state carries a payload. It is refused as damaged
+    # (never unpickled), and the run falls back to the checkpoint before, repeating the reference.
+    run, marker = crashed_copy(reference, tmp_path), tmp_path / "payload-ran"
+    state = run / "checkpoints" / "step_000003" / checkpoint.STATE
+    torch.save({**checkpoint.load_state(state), "note": Payload(marker)}, state)
+    assert "refused, as loading them could run code" in checkpoint.problem(state.parent)
+    train.main(["--resume", str(run)])
+    assert not marker.exists()
+    assert "step_000003 is damaged" in capsys.readouterr().out
+    assert steps(run) == steps(reference)
+
+
+def test_a_symlinked_lock_writes_nothing_outside_the_folder(tmp_path):
+    out, target = tmp_path / "run", tmp_path / "precious.txt"
+    out.mkdir()
+    target.write_text("the user's file\n")
+    (out / checkpoint.LOCK).symlink_to(target)
+    with pytest.raises(SystemExit, match=r"\.lock is a symbolic link .*remove the link"):
+        train.main(SMALL + ["--out", str(out)])
+    assert target.read_text() == "the user's file\n"
+
+
+def start_and_signal(cmd: list[str], sig, ready) -> subprocess.CompletedProcess:
+    """Run train.py with `cmd`, send it `sig` once ready() is true; its output and exit status."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *cmd], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before the signal:\n" + proc.communicate()[1][-2000:]
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def logged(run: Path, n: int):
+    return lambda: (run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= n
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_a_signal_mid_run_checkpoints_its_step_and_resume_repeats_the_run(tmp_path, sig, code):
+    # No checkpoint is due (--save-every 0): the one the signal writes is all there is to resume from.
+    flags = [*SMALL, "--max-steps", "30", "--save-every", "0"]
+    whole = train.main([*flags, "--out", str(tmp_path / "whole")])
+    run = tmp_path / "run"
+    done = start_and_signal([*flags, "--out", str(run)], sig, logged(run, 3))
+    name = signal.Signals(sig).name
+    assert done.returncode == code and "Traceback" not in done.stderr, done.stderr
+    assert f"{name}: finishing this step, then a checkpoint" in done.stdout
+    last = done.stderr.strip().splitlines()[-1]
+    step = len(steps(run))
+    assert last == (f"{name}: stopped after step {step}, checkpointed in {last.split(' in ')[1].split(' s;')[0]} s; "
+                    f"resume with: python train.py --resume {run}"), last
+    assert 3 <= step < 30 and [p.name for p in checkpoint.complete(run)] == [f"step_{step:06d}"]
+    train.main(["--resume", str(run)])
+    assert steps(run) == steps(whole)
+    assert same_weights(run / "final", whole / "final")
+
+
+def test_ctrl_c_outside_a_step_stops_at_once_in_one_line(tmp_path):
+    # During the evaluation before training: no step to finish, so it stops there, without a traceback.
+    run = tmp_path / "run"
+    done = start_and_signal([*SMALL, "--eval-k", "64", "--out", str(run)], signal.SIGINT, lambda: (run / "config.json").exists())
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"SIGINT: stopped before training (no checkpoint yet); resume with: python train.py --resume {run}"
+
+
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(reference, capsys):
+    before = {p: p.stat().st_mtime_ns for p in reference.rglob("*")}
+    with pytest.raises(SystemExit) as done:
+        train.main(["--resume", str(reference)])
+    assert done.value.code == 0 and f"--resume {reference}: the run is complete" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in reference.rglob("*")} == before
+
+
+def test_resume_of_a_checkpoint_folder_names_the_run(reference):
+    for folder in (reference / "checkpoints" / "step_000002", reference / "final"):
+        with pytest.raises(SystemExit, match=rf"that is one of a run's model folders; resume the run: --resume {reference} "):
+            train.main(["--resume", str(folder)])
+
+
+def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder\n")
+    for out, why in ((tmp_path / "file", "File exists"), (tmp_path / "file" / "run", "Not a directory")):
+        with pytest.raises(SystemExit, match=rf"--out {out}: cannot make the run folder there \({why}\); choose another --out"):
+            checkpoint.claim(out, resume=False)
+    assert (tmp_path / "file").read_text() == "not a folder\n"
+
+
+def test_folder_habits_a_teed_log_and_start_over_keep_the_users_files(tmp_path, monkeypatch):
+    # `mkdir -p runs/x && python train.py --out runs/x | tee runs/x/log.txt`: the log is not an earlier run
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "log.txt").write_text("the tee'd log\n")
+    checkpoint.claim(out, resume=False).close()
+    assert (out / "log.txt").read_text() == "the tee'd log\n"
+    # --start-over moves the earlier run's own files only: not the user's notes, not another run inside
+    for name in ("config.json", "metrics.jsonl", "eval_before.json", "eval_before_questions.jsonl"):
+        (out / name).write_text("{}\n")
+    (out / "checkpoints").mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    (out / "older-run").mkdir()
+    (out / "older-run" / "config.json").write_text("{}\n")
+    checkpoint.claim(out, resume=False, start_over=True).close()
+    (aside,) = tmp_path.glob("x.previous-*")
+    assert sorted(p.name for p in aside.iterdir()) == ["checkpoints", "config.json", "eval_before.json",
+                                                       "eval_before_questions.jsonl", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "log.txt", "notes.txt", "older-run"]
+    # never the working directory, a folder above it, or the home folder
+    (tmp_path / "config.json").write_text("{}\n")
+    monkeypatch.chdir(out)
+    for folder in (".", "..", str(Path.home())):
+        with pytest.raises(SystemExit, match=r"--start-over: .* is not a run folder"):
+            checkpoint.claim(Path(folder), resume=False, start_over=True)
+    assert (tmp_path / "config.json").exists() and not list(tmp_path.glob("*.previous-*"))[1:]
+
+
 def test_no_intact_checkpoint_stops_unless_restart(reference, tmp_path):
     run = crashed_copy(reference, tmp_path)
     for step in ("step_000002", "step_000003"):  # the two that keep a trainer state
@@ -157,6 +287,59 @@ def test_full_disk_is_one_line_and_resume_works_after(reference, tmp_path):
         assert steps(run) == steps(reference)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_during_the_evaluation_leaves_no_half_file(tmp_path, monkeypatch):
+    # The disk fills while eval_before_questions.jsonl is written: one line, and neither it nor
+    # eval_before.json is left half-written, so the advised --resume evaluates again and finishes.
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tinymath.test_split()[:8]))
+    run, write_text = tmp_path / "run", Path.write_text
+
+    def fills_up(path, text, *args, **kwargs):
+        if path.name == "eval_before_questions.jsonl.tmp":
+            write_text(path, text[: len(text) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(path, text, *args, **kwargs)
+    monkeypatch.setattr(Path, "write_text", fills_up)
+    flags = [*SMALL, "--data", str(data), "--eval-k", "2", "--max-steps", "2"]
+    with pytest.raises(SystemExit, match=r"could not write eval_before.json: the disk is full"):
+        train.main([*flags, "--out", str(run)])
+    assert not [p.name for p in run.iterdir() if p.name.startswith("eval_")]
+    monkeypatch.undo()
+    train.main(["--resume", str(run)])
+    assert json.loads((run / "eval_after.json").read_text())["votes_changed"] >= 0
+
+
+def test_resume_checks_the_data_and_finds_it_from_any_directory(tmp_path, monkeypatch):
+    # Started with a relative --data in one directory, resumed from another: the file is found (config.json
+    # holds its resolved path, and the same file by another path is the same flag). Edited in between
+    # (shortened, or reordered): one line naming the change.
+    (tmp_path / "a").mkdir()
+    questions = tinymath.test_split()[:8]
+    (tmp_path / "a" / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in questions))
+    monkeypatch.chdir(tmp_path / "a")
+    run = tmp_path / "run"
+    train.main([*SMALL, "--data", "q.jsonl", "--max-steps", "2", "--out", str(run)])
+    shutil.rmtree(run / "final")
+    monkeypatch.chdir(tmp_path)
+    for edit, change in ((questions[:6], "6 usable questions, the run started with 8"),
+                         (questions[::-1], "the same 8 questions in number, but other text or another order")):
+        (tmp_path / "a" / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edit))
+        with pytest.raises(SystemExit, match=rf"--data {tmp_path / 'a' / 'q.jsonl'} changed since the run started \({change}\)"):
+            train.main(["--resume", str(run)])
+    (tmp_path / "a" / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in questions))
+    train.main(["--resume", str(run), "--data", "a/q.jsonl"])
+    assert (run / "final").is_dir() and json.loads((run / "data.json").read_text())["questions"] == 8
+
+
+def test_a_check_that_fails_after_the_claim_leaves_no_folder(tmp_path):
+    # --max-tokens 200 is refused once the model's context (128) is known, after the run folder was claimed
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, str(REPO / "train.py"), *SMALL, "--max-tokens", "200", "--out", str(out)], cwd=REPO,
+                       env=ENV, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "no prompt fits the model context (128) with --max-tokens 200" in p.stderr
+    assert not out.exists()
 
 
 def test_a_folder_holding_a_run_is_refused_before_anything_is_written(reference, tmp_path, capsys):

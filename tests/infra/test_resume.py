@@ -4,6 +4,7 @@
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,25 @@ def test_kill9_then_resume_finishes_the_same_run(reference, tmp_path):
     assert [p.name for p in checkpoint.complete(run) if (p / checkpoint.STATE).exists()] == ["step_000004", "step_000006"]
 
 
+def test_resume_repeats_the_collapse_monitor_and_the_skip_count(tmp_path):
+    # --collapse-entropy 1.0: every step is "low", so the streak reaches --collapse-patience 5 at step 5.
+    # Resumed from step 4, the monitor must go on from a streak of 4 (warning at step 5, as uninterrupted),
+    # and nonfinite_skips from the log's count, not restart at 0.
+    flags = SMALL + ["--max-steps", "6", "--save-every", "1", "--collapse-entropy", "1.0", "--collapse-patience", "5"]
+    whole = train.main(flags + ["--out", str(tmp_path / "whole")])
+    assert [m["step"] for m in steps(whole) if m["collapse_warning"]] == [5]
+    run = tmp_path / "run"
+    shutil.copytree(whole, run)
+    shutil.rmtree(run / "final")
+    shutil.rmtree(run / "checkpoints" / "step_000005")  # the newest left, step 4, keeps its trainer state
+    lines = (run / "metrics.jsonl").read_text().splitlines()  # as if two updates of steps 1-4 had been skipped
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**json.loads(x), "nonfinite_skips": 2}) + "\n" for x in lines))
+    train.main(["--resume", str(run)])
+    resumed = steps(run)
+    assert [m["nonfinite_skips"] for m in resumed] == [2] * 6
+    assert [{**m, "nonfinite_skips": 0} for m in resumed] == steps(whole)  # the warning at step 5 included
+
+
 def test_resume_rejects_a_different_config(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -132,11 +152,21 @@ def test_unanimous_step_updates_nothing(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(start.state_dict().values(), final.state_dict().values()))
 
 
-def test_mask_truncated_counts_and_masks(tmp_path):
-    # --max-tokens 6 cuts every completion: all are counted, and masking them leaves nothing to train on.
+def test_mask_truncated_counts_and_masks(tmp_path, capsys):
+    # --max-tokens 6 cuts every completion: all are counted, and masking them leaves nothing to train on,
+    # which the step's warning says, naming the flag to raise.
     out = train.main(SMALL + ["--max-steps", "1", "--max-tokens", "6", "--mask-truncated", "--out", str(tmp_path / "run")])
     (m,) = steps(out)
     assert m["truncated_frac"] == 1.0 and m["truncated_trained"] == 16 and m["update"] == "no-signal"
+    assert "WARNING step 1: every completion reached --max-tokens 6 before its end" in capsys.readouterr().out
+
+
+def test_more_prompts_per_step_than_questions_is_recorded_as_used(tmp_path, capsys):
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tinymath.test_split()[:8]))
+    out = train.main(SMALL + ["--data", str(data), "--max-steps", "1", "--prompts-per-step", "500", "--out", str(tmp_path / "run")])
+    assert "--prompts-per-step 500: the data has 8 questions to train on; 8 per step" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["prompts_per_step"] == 8
 
 
 def test_collapse_monitor_warns_once_per_streak():
