@@ -458,10 +458,6 @@ def resume_config(run: str, given: dict, current: dict) -> dict:
     except (ValueError, UnicodeDecodeError) as e:
         raise SystemExit(f"--resume {run}: config.json is damaged ({type(e).__name__}: {e}); it holds the run's flags, "
                          f"so the run cannot be resumed without it (a copy of it, or the same flags and a new --out)") from None
-    if (folder / "final").is_dir() and ((folder / "eval_after.json").exists() or not saved.get("eval_k")):
-        print(f"--resume {run}: the run is complete (final/{' and eval_after.json' if saved.get('eval_k') else ''} are "
-              f"there): nothing to do. Evaluate it with python eval.py --model {run}; train more in a new run (--out)")
-        raise SystemExit(0)
     same_file = lambda a, b: Path(a).expanduser().resolve() == Path(b).expanduser().resolve()  # noqa: E731
     differ = [k for k, v in given.items() if k not in RESUMABLE and k in saved and saved[k] != v
               and not (k == "data" and same_file(saved[k], v))]  # --data: the same file, by any path
@@ -472,4 +468,8 @@ def resume_config(run: str, given: dict, current: dict) -> dict:
     unknown = sorted(set(saved) - set(current))
     if unknown:
         raise SystemExit(f"--resume {run}: config.json has keys this train.py does not know: {', '.join(unknown)}")
+    if (folder / "final").is_dir() and ((folder / "eval_after.json").exists() or not saved.get("eval_k")):
+        print(f"--resume {run}: the run is complete (final/{' and eval_after.json' if saved.get('eval_k') else ''} are "
+              f"there): nothing to do. Evaluate it with python eval.py --model {run}; train more in a new run (--out)")
+        raise SystemExit(0)
     return {**current, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}, "resume": run, "out": run}

@@ -316,3 +316,34 @@ def test_teardown_leaves_a_foreign_process_group_alone(tmp_path):
     finally:
         if ours:
             td.destroy_process_group()
+
+
+def two_nodes(argv: list[str], root: Path) -> None:
+    """train.py as 2 nodes of 1 process each, the way it runs on two machines: two torchrun launchers
+    with --nnodes 2, a --node_rank each, rendezvous at node 0's address (here localhost), each in a
+    working directory of its own. The run folder is a path both see (on two machines: a shared file
+    system), as --resume needs: every process reads the run's config.json and checkpoint."""
+    port, procs = free_port(), []
+    for node in (0, 1):
+        (root / f"node{node}").mkdir(exist_ok=True)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node),
+               "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / "train.py"), *argv]
+        procs.append(subprocess.Popen(cmd, cwd=root / f"node{node}", env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+
+
+def test_two_nodes_train_and_resume_like_two_ranks(runs, tmp_path):
+    # The multi-node launch (docs/multi-gpu.md): the same steps as one rank, written by node 0 alone; then,
+    # as a stop during step 2 leaves it (checkpoint 1, no final/), resumed by the same two launches.
+    _, one, _ = runs
+    run = tmp_path / "run"
+    two_nodes(SMALL + ["--eval-k", "2", "--out", str(run)], tmp_path)
+    assert_same_steps(steps(one), steps(run))
+    for p in ["final", "curves.png", "eval_after.json", "eval_after_questions.jsonl", "checkpoints/step_000002"]:
+        shutil.rmtree(run / p) if (run / p).is_dir() else (run / p).unlink(missing_ok=True)
+    two_nodes(["--resume", str(run)], tmp_path)
+    assert_same_steps(steps(one), steps(run))
+    assert max_diff(weights(one / "final"), weights(run / "final")) < 1e-5
