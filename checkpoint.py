@@ -182,8 +182,9 @@ class Signals:
     def handle(self, signum, frame):
         first, self.signum = self.signum is None, signum
         if first and self.stepping:
-            print(f"\n{signal.Signals(signum).name}: finishing this step, then a checkpoint; send it again to stop at once",
-                  flush=True)
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                print(f"\n{signal.Signals(signum).name}: finishing this step, then a checkpoint; send it again to stop at "
+                      "once", flush=True)
             return
         raise Stopped()
 
@@ -213,7 +214,8 @@ class Signals:
                 where = (f"in step {self.done + 1}" if self.stepping else f"after step {self.done}" if self.done
                          else "before training") + f" ({f'newest checkpoint {newest.name}' if newest else 'no checkpoint yet'})"
             line = f"{name}: stopped {where}; resume with: python train.py --resume {self.out}"
-        print(line, file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(line, file=sys.stderr, flush=True)
         raise SystemExit(128 + self.signum) from None
 
 

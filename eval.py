@@ -382,6 +382,7 @@ def main(argv=None):
 
     args = parse_args(argv)
     models = model_list(args.model)
+    from_runs = set(models) - set(args.model)  # checkpoints and final/ listed from run folders
     if args.win_rate:
         args.baseline = args.baseline or run_start_model(args.model)
         if args.baseline is None:
@@ -401,7 +402,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
     results, greedy_answers = [], []
     for i, name in enumerate(models):
-        if name not in args.model and not Path(name).is_dir():  # listed from a run folder, since rotated away by the run
+        if name in from_runs and not Path(name).is_dir():  # listed from a run folder, since rotated away by the run
             print(f"[{i + 1}/{len(models)}] {name}: gone since the run folder was read (the run keeps its newest "
                   f"--keep-checkpoints); skipped")
             continue
