@@ -415,9 +415,7 @@ def trim_metrics(path: Path, step: int) -> None:
             continue  # the last line of a killed run can be half-written
         if row.get("step", 0) <= step:
             keep.append(line + "\n")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(keep))
-    tmp.replace(path)
+    write_atomic(path, "".join(keep))
 
 
 def data_fingerprint(name: str, questions: list[str]) -> dict:

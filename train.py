@@ -723,10 +723,8 @@ def finish(run: Run, before: dict, after: dict) -> None:
     if run.log:
         run.log.close()
     if dist.is_main():
-        readme = run.out / "final" / "README.md"
-        readme.with_suffix(".tmp").write_text(card.model_card(args, run.out.name, {"before": before, "after": after},
-                                                              run.total_steps, run.total_steps, dist.world))
-        readme.with_suffix(".tmp").replace(readme)  # atomic: the card is whole, old or new
+        checkpoint.write_atomic(run.out / "final" / "README.md", card.model_card(  # the card is whole, old or new
+            args, run.out.name, {"before": before, "after": after}, run.total_steps, run.total_steps, dist.world))
         plot_curves(run.out, args)
         if before and after:
             print(f"\n{'metric':<17}{'before':>9}{'after':>9}")

@@ -84,8 +84,9 @@ def repeated_questions(rows: list[dict], name: str, drop: bool) -> list[dict]:
         return row["question"], digest([v for k, v in sorted(row.items()) if k not in ("question", "answer")])
     seen, unique = set(), []
     for row in rows:
-        if key(row) not in seen:
-            seen.add(key(row))
+        k = key(row)  # hashes the row's media: once per row
+        if k not in seen:
+            seen.add(k)
             unique.append(row)
     repeats = len(rows) - len(unique)
     if repeats:
