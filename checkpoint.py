@@ -54,6 +54,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import signal
 import socket
@@ -167,12 +168,14 @@ class Signals:
     or at a second signal, Stopped is raised at once: every write to the run folder is atomic, so a
     stop mid-write loses that write only. Leaving the `with` block turns Stopped into one line saying
     where the run stopped and how to resume it, and exit status 128 + the signal's number (130, 143,
-    129, as a shell reports a process killed by it)."""
+    129, as a shell reports a process killed by it). Under torchrun, which passes a signal on to every
+    rank, rank 0 alone prints (`quiet` elsewhere) and the ranks stop after the same step (`asked`)."""
 
     CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.signum, self.stepping, self.out, self.done, self.saved = None, False, None, 0, None
+        self.quiet = os.environ.get("RANK", "0") != "0"  # torchrun's ranks 1, 2, ...: rank 0 speaks for them
 
     def __enter__(self):
         in_main = threading.current_thread() is threading.main_thread()  # handlers can only be set there
@@ -182,9 +185,7 @@ class Signals:
     def handle(self, signum, frame):
         first, self.signum = self.signum is None, signum
         if first and self.stepping:
-            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-                print(f"\n{signal.Signals(signum).name}: finishing this step, then a checkpoint; send it again to stop at "
-                      "once", flush=True)
+            self.say(f"\n{signal.Signals(signum).name}: finishing this step, then a checkpoint; send it again to stop at once")
             return
         raise Stopped()
 
@@ -195,27 +196,34 @@ class Signals:
             return True
         return False
 
+    def where(self) -> str:
+        """Where the run stopped and how to go on: the end of every line that stops a run."""
+        newest = latest(self.out) if self.out else None
+        if self.out is None:
+            return "before the run folder was made; nothing to resume"
+        if (self.out / "final").is_dir() and newest is None:  # --save-every 0: no checkpoint of the last step
+            return (f"after training: the trained model is in {self.out / 'final'}; its evaluation was cut short: "
+                    f"python eval.py --model {self.out / 'final'}")
+        if (self.out / "final").is_dir():
+            where = f"after training ({self.out / 'final'} holds the trained model), before its evaluation ended"
+        elif self.saved is not None:
+            where = f"after step {self.done}, checkpointed in {self.saved:.1f} s"
+        else:
+            where = (f"in step {self.done + 1}" if self.stepping else f"after step {self.done}" if self.done
+                     else "before training") + f" ({f'newest checkpoint {newest.name}' if newest else 'no checkpoint yet'})"
+        return f"{where}; resume with: python train.py --resume {self.out}"
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                print(line, file=sys.stderr, flush=True)
+
     def __exit__(self, kind, value, tb):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         if kind is not Stopped:
             return False
-        name = signal.Signals(self.signum).name
-        newest = latest(self.out) if self.out else None
-        if self.out is None:
-            line = f"{name}: stopped before the run folder was made; nothing to resume"
-        elif (self.out / "final").is_dir():
-            line = (f"{name}: stopped after training: the trained model is in {self.out / 'final'}; its evaluation was cut "
-                    f"short: python eval.py --model {self.out / 'final'}")
-        else:
-            if self.saved is not None and newest is not None and newest.name == f"step_{self.done:06d}":
-                where = f"after step {self.done}, checkpointed in {self.saved:.1f} s"
-            else:
-                where = (f"in step {self.done + 1}" if self.stepping else f"after step {self.done}" if self.done
-                         else "before training") + f" ({f'newest checkpoint {newest.name}' if newest else 'no checkpoint yet'})"
-            line = f"{name}: stopped {where}; resume with: python train.py --resume {self.out}"
-        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-            print(line, file=sys.stderr, flush=True)
+        self.say(f"{signal.Signals(self.signum).name}: stopped {self.where()}")
         raise SystemExit(128 + self.signum) from None
 
 
@@ -272,10 +280,18 @@ def size_on_disk(model, with_optimizer: bool) -> int:
     return weights + (2 * 4 * sum(p.numel() for p in model.parameters()) if with_optimizer else 0)
 
 
+FAILPOINT_HITS: dict[str, int] = {}
+
+
 def failpoint(name: str) -> None:
-    """Fault injection for tests/infra/test_faults.py: NANOTTRL_FAILPOINT=name kills this process here
-    (SIGKILL, as a power cut or the OOM killer would). Nothing happens without the variable."""
-    if os.environ.get("NANOTTRL_FAILPOINT") == name:
+    """Fault injection for tests/infra/: NANOTTRL_FAILPOINT=name kills this process here (SIGKILL, as a
+    power cut or the OOM killer would); name@R:H kills torchrun's rank R only, the H-th time it gets
+    here (the other ranks go on without it). Nothing happens without the variable."""
+    spec = re.fullmatch(r"([\w-]+)(?:@(\d+))?(?::(\d+))?", os.environ.get("NANOTTRL_FAILPOINT", ""))
+    if not spec or spec[1] != name or (spec[2] and spec[2] != os.environ.get("RANK")):
+        return
+    FAILPOINT_HITS[name] = FAILPOINT_HITS.get(name, 0) + 1
+    if FAILPOINT_HITS[name] == int(spec[3] or 1):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

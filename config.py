@@ -288,7 +288,7 @@ def parse_args(argv=None, description: str | None = None):
     add_helper_flags(a)
     a("--adapt-on", type=int, default=0, help="train on only this many test questions (seeded choice), evaluate on all; 0 = all (TTRV: 1, 20 or 500)")
     a("--out", default=None, help="run folder (default runs/<date-time>)")
-    a("--save-every", type=int, default=10, help="write a checkpoint (model, optimizer, RNG, data order) every N steps; 0 = only final/")
+    a("--save-every", type=int, default=10, help="write a checkpoint (model, optimizer, RNG, data order) every N steps and after the last; 0 = only final/")
     a("--keep-checkpoints", type=int, default=5, help="model copies to keep in checkpoints/ (0 = all, at least 2); only the newest two keep the optimizer state")
     a("--resume", default=None, metavar="RUN_DIR", help="continue a run from its newest intact checkpoint, with its config.json (see checkpoint.py)")
     a("--start-over", action="store_true", help="--out names a folder holding an earlier run: move that run's files aside "

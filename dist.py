@@ -22,10 +22,13 @@ import contextlib
 import inspect
 import math
 import os
+import re
 from datetime import timedelta
 
 import torch
 import torch.distributed as td
+
+from checkpoint import failpoint
 
 world, rank, local_rank = 1, 0, 0
 launched = False  # started by torchrun (True even with --nproc_per_node 1: the distributed code path)
@@ -172,6 +175,31 @@ def barrier() -> None:
         td.barrier()
 
 
+@contextlib.contextmanager
+def stop_when_a_rank_is_lost(where):
+    """A collective fails on every other rank when one rank's process ends (killed, out of memory, a
+    bug of its own: gloo sees its connection close) or stops answering (--dist-timeout passes). Each
+    remaining rank then stops with one line instead of a traceback about sockets; where() says where
+    the run stood and how to resume it (checkpoint.Signals.where). The lost rank's own output says why."""
+    try:
+        yield
+    except Exception as e:
+        if world == 1 or not lost_contact(e):
+            raise
+        with contextlib.suppress(Exception):  # gloo, left with a collective that never ends, could abort the exit
+            td.destroy_process_group()
+        reason = re.sub(r"^\[[^\]]*\] ", "", str(e).strip().splitlines()[0]).split(". ")[0][:160]  # gloo's source path off
+        raise SystemExit(f"rank {rank}: lost contact with another rank ({reason}): a process ended or gave no answer within "
+                         f"--dist-timeout; stopped {where()}") from None
+
+
+def lost_contact(e: BaseException) -> bool:
+    """Did this exception come from a collective that lost its peers (not from this rank's own code)?
+    NCCL and the rendezvous store raise torch.distributed's DistError; gloo a RuntimeError naming its
+    transport (gloo/transport/...: a closed connection, a timeout)."""
+    return isinstance(e, td.DistError) or (isinstance(e, RuntimeError) and "gloo/transport" in str(e))
+
+
 def teardown(engines=()) -> None:
     """Leave the process group once every rank is done (rank 0 may still be writing the run folder).
     A vLLM engine joined the group and destroys it when it shuts down: it goes first. Without
@@ -197,6 +225,7 @@ class Ranks:
         self.positions = share  # the engines seed each prompt by its place in the step (sample.request_seed)
 
     def gather(self, groups: list) -> list:
+        failpoint("rank-gather")  # tests/infra/test_distributed.py: a rank lost mid-step
         return all_gather_shards(groups)
 
     def mine(self, rows: torch.Tensor) -> torch.Tensor:

@@ -317,7 +317,8 @@ def judge_replies(args):
 
 
 def model_list(names: list[str]) -> list[str]:
-    """Expand run folders (they hold metrics.jsonl) into their checkpoints, oldest first, then final/."""
+    """Expand run folders (they hold metrics.jsonl) into their checkpoints, oldest first, then final/
+    (the last step's checkpoint, which holds final/'s weights, is evaluated once: as final/)."""
     import data.tasks
 
     out = []
@@ -325,7 +326,8 @@ def model_list(names: list[str]) -> list[str]:
         p = Path(name)
         if (p / "metrics.jsonl").exists():
             found = sorted(c for c in p.glob("checkpoints/step_*") if c.is_dir() and "." not in c.name)  # no *.tmp, *.damaged
-            found += [p / "final"] if (p / "final").is_dir() else []
+            if (p / "final").is_dir():
+                found = [c for c in found if c.name != f"step_{last_step(p):06d}"] + [p / "final"]
             if not found:
                 raise SystemExit(f"--model {name}: a run folder with no checkpoints/step_* and no final/")
             out += [str(c) for c in found]
@@ -333,6 +335,15 @@ def model_list(names: list[str]) -> list[str]:
             data.tasks.check_path(name)  # a missing local folder: one line before anything loads
             out.append(name)
     return out
+
+
+def last_step(run: Path) -> int:
+    """The last step in a run's metrics.jsonl (-1 when it has none)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    try:
+        return json.loads(lines[-1])["step"] if lines else -1
+    except (ValueError, KeyError, TypeError):  # a line cut short: no step to match
+        return -1
 
 
 def check_sampling(args, ap) -> None:
@@ -400,7 +411,7 @@ def main(argv=None):
     out = Path(args.out) if args.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    results, greedy_answers = [], []
+    results, greedy_answers, kept = [], [], None  # kept: the questions that fit the models' context
     for i, name in enumerate(models):
         if name in from_runs and not Path(name).is_dir():  # listed from a run folder, since rotated away by the run
             print(f"[{i + 1}/{len(models)}] {name}: gone since the run folder was read (the run keeps its newest "
@@ -410,11 +421,18 @@ def main(argv=None):
         model, tok = sample.load_policy(path, args.dtype, args.device)
         processor = sample.load_processor(model)
         prompts = data.prompts.make_prompts(rows, tok, path, name, template, processor, args.answer_format)
+        fit, prompts = sample.drop_too_long(rows, prompts, tok, processor, sample.context_length(model), args)  # as train.py
+        if kept is not None and fit != kept:  # every model answers the same questions, or the numbers do not compare
+            raise SystemExit(f"--model {name}: {len(fit)} of the {len(rows)} questions fit its context, {len(kept)} fit the "
+                             f"models' before it: evaluate it on its own, or lower --max-tokens so that all fit")
+        if kept is None:
+            data.prompts.report_lost_characters(rows, tok, path, name)
+        kept = fit
         engine = sample.make_engine(args.engine, model, tok, path, args.dtype, args.gen_batch, processor=processor, seed=args.seed,
                                     kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory)
-        print(f"[{i + 1}/{len(models)}] model {path} | engine {engine.name} | {len(rows)} questions")
-        summary, records = evaluate(engine, prompts, [r["answer"] for r in rows], args.k, args.temperature,
-                                    args.top_p, args.max_tokens, args.seed, [r["question"] for r in rows],
+        print(f"[{i + 1}/{len(models)}] model {path} | engine {engine.name} | {len(kept)} questions")
+        summary, records = evaluate(engine, prompts, [r["answer"] for r in kept], args.k, args.temperature,
+                                    args.top_p, args.max_tokens, args.seed, [r["question"] for r in kept],
                                     open_ended=args.open_ended, encoder=encoder, answer_format=args.answer_format,
                                     checker=checker)
         print(format_summary(summary))
@@ -430,12 +448,12 @@ def main(argv=None):
     if args.win_rate:
         judge = judge_replies(args)
         for i, result in enumerate(results[1:], 1):
-            judgements = pairwise_judgements([r["question"] for r in rows], greedy_answers[i], greedy_answers[0], judge)
+            judgements = pairwise_judgements([r["question"] for r in kept], greedy_answers[i], greedy_answers[0], judge)
             result["vs_baseline"] = {"baseline": results[0]["model"], **win_rates(judgements, seed=args.seed)}
             print(f"{result['model']} vs {results[0]['model']}: {format_win_rates(result['vs_baseline'])}")
             if out:
                 with open(out / f"{i:02d}_{Path(result['model']).name}_pairwise.jsonl", "w") as f:
-                    f.writelines(json.dumps({"question": r["question"], **j}) + "\n" for r, j in zip(rows, judgements))
+                    f.writelines(json.dumps({"question": r["question"], **j}) + "\n" for r, j in zip(kept, judgements))
     if not results:
         raise SystemExit(f"--model {' '.join(args.model)}: no model left to evaluate")
     key = f"avg@{args.k}"

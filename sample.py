@@ -66,6 +66,22 @@ def encode_prompt(prompt: dict, tok, processor=None) -> tuple[list[int], dict]:
     return enc["input_ids"][0].tolist(), {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
 
 
+def drop_too_long(rows: list[dict], prompts: list[dict], tok, processor, ctx: int | None, args, say=print):
+    """Like an empty row (data/files.py), a question that cannot be answered within the model's context
+    (prompt + --max-tokens) is skipped and counted, by train.py and eval.py alike. say: the printer
+    (train.py's prints on rank 0 only). None fits: one line."""
+    if not ctx:
+        return rows, prompts
+    fits = [len(encode_prompt(p, tok, processor)[0]) + args.max_tokens <= ctx for p in prompts]
+    if all(fits):
+        return rows, prompts
+    if not any(fits):
+        raise SystemExit(f"--data {args.data}: no prompt fits the model context ({ctx}) with --max-tokens {args.max_tokens}")
+    say(f"--data {args.data}: skipped {fits.count(False)} of {len(rows)} rows whose prompt + --max-tokens {args.max_tokens} "
+        f"exceeds the model context ({ctx}): rows {[i + 1 for i, f in enumerate(fits) if not f][:10]}")
+    return [r for r, f in zip(rows, fits) if f], [p for p, f in zip(prompts, fits) if f]
+
+
 def placeholder_ids(tok, processor) -> list[int]:
     """Token ids that stand for image / video / audio features. A sampled one would make the next
     forward pass look for features that are not there, so the engines never sample them. The

@@ -57,12 +57,13 @@ from eval import format_summary, question_records, summarize, votes_changed
 from monitor import CollapseMonitor, group_lines, jsonable, plot_curves, read_steps, step_metrics
 from answers import extract, majority_vote
 from rewards import REWARDS, USES_ENCODER, RewardContext
-from sample import cat_mm, context_length, encode_prompt, greedy_replies, load_policy, load_processor, make_engine, step_seed
+from sample import cat_mm, context_length, drop_too_long, greedy_replies, load_policy, load_processor, make_engine, step_seed
 
 
 def main(argv=None):
     args = parse_args(argv, __doc__)  # every flag: config.py
-    with checkpoint.Signals() as stop:  # Ctrl-C, SIGTERM, SIGHUP: finish the step, checkpoint it, say how to resume
+    # Ctrl-C, SIGTERM, SIGHUP: finish the step, checkpoint it, say how to resume; torchrun: a lost rank stops the rest
+    with checkpoint.Signals() as stop, dist.stop_when_a_rank_is_lost(stop.where):
         run = setup(args)  # the questions, the policy and its rollout engine, the reward settings
         stop.out = run.out
         before = evaluate_run(run, "before")  # eval.py's metrics (the true answers are read there, and in the log)
@@ -91,11 +92,11 @@ def main(argv=None):
             check_update(run, metrics)  # a wrecking update stops the run before a checkpoint keeps its weights
             if args.eval_every and metrics["step"] % args.eval_every == 0 and metrics["step"] < run.total_steps:
                 tracker.log_eval("during", evaluate_run(run, "during", step=metrics["step"]), metrics["step"])  # eval_steps.jsonl
-            checkpoint_if_due(run, stop, metrics["step"])  # every --save-every steps, and before a signal's stop
-        write_final(run, before)  # final/: the trained weights, before the evaluation, so no late signal loses them
-        if stop.signum:
-            raise checkpoint.Stopped()
+            checkpoint_if_due(run, stop, metrics["step"])  # every --save-every steps, the last, and before a signal's stop
         stop.stepping = False
+        if stop.signum:  # came after the last step's checkpoint_if_due
+            raise checkpoint.Stopped()
+        write_final(run, before)  # final/: the trained weights, before the evaluation, so no late signal loses them
         after = evaluate_run(run, "after")
         tracker.log_eval("after", after, run.total_steps)
         finish(run, before, after)  # final/'s model card with the evaluation, curves.png, the before/after table
@@ -465,7 +466,8 @@ def setup(args) -> Run:
     if args.grad_checkpointing:  # active in train mode only; the engines generate in eval mode
         model.gradient_checkpointing_enable()
     prompts = data.prompts.make_prompts(rows, tok, model_path, args.model, template, processor, args.answer_format)
-    rows, prompts = drop_too_long(rows, prompts, tok, processor, context_length(model), args)
+    rows, prompts = drop_too_long(rows, prompts, tok, processor, context_length(model), args, say=dist.print0)
+    data.prompts.report_lost_characters(rows, tok, model_path, args.model, say=dist.print0)  # the embedded tokenizers' few characters
     fingerprint = checkpoint.data_fingerprint(args.data, [r["question"] for r in rows])  # data.json
     if args.resume:
         checkpoint.check_data(out, fingerprint)  # the data file as it was when the run started
@@ -528,21 +530,6 @@ def resume_point(out: Path, args) -> Path | None:
                          f"--restart to start the run over from step 0")
     dist.print0(f"--resume {out}: " + (f"from {folder.name}" if folder else "no intact checkpoint, from step 0"))
     return folder
-
-
-def drop_too_long(rows, prompts, tok, processor, ctx: int | None, args):
-    """Like an empty row (data/files.py), a question that cannot be answered within the model's context
-    (prompt + --max-tokens) is skipped and counted."""
-    if not ctx:
-        return rows, prompts
-    fits = [len(encode_prompt(p, tok, processor)[0]) + args.max_tokens <= ctx for p in prompts]
-    if all(fits):
-        return rows, prompts
-    dist.print0(f"--data {args.data}: skipped {fits.count(False)} of {len(rows)} rows whose prompt + --max-tokens "
-                f"{args.max_tokens} exceeds the model context ({ctx}): rows {[i + 1 for i, f in enumerate(fits) if not f][:10]}")
-    if not any(fits):
-        raise SystemExit(f"--data {args.data}: no prompt fits the model context ({ctx}) with --max-tokens {args.max_tokens}")
-    return [r for r, f in zip(rows, fits) if f], [p for p, f in zip(prompts, fits) if f]
 
 
 def setup_training(run: Run) -> None:
@@ -680,17 +667,17 @@ def check_update(run: Run, m: dict) -> None:
 
 
 def checkpoint_if_due(run: Run, stop: checkpoint.Signals, step: int) -> None:
-    """A checkpoint every --save-every steps, and of the step in which a signal came (to any process);
-    then the run stops (checkpoint.Stopped). The last step is not checkpointed: final/ holds it."""
+    """A checkpoint every --save-every steps and of the last step (a stop in the final evaluation then
+    redoes that evaluation only), and of the step in which a signal came (to any process); then the run
+    stops (checkpoint.Stopped)."""
     asked = stop.asked(run.learner.par)  # every process asks, each step: they stop after the same one
-    if step == run.total_steps:
-        return
-    if asked or (run.args.save_every and step % run.args.save_every == 0):
+    every = run.args.save_every
+    if asked or (every and (step % every == 0 or step == run.total_steps)):
         start = time.time()
         save_checkpoint(run, step)
-        stop.saved = time.time() - start
-    if asked:
-        raise checkpoint.Stopped()
+        if asked:
+            stop.saved = time.time() - start  # the stop's line says how long its checkpoint took
+            raise checkpoint.Stopped()
 
 
 def save_checkpoint(run: Run, step: int) -> None:

@@ -101,6 +101,24 @@ def make_prompts(rows: list[dict], tok, model_path: str, model_flag: str, templa
                         r.get("video")) for r in rows]
 
 
+def report_lost_characters(rows: list[dict], tok, model_path: str, model_flag: str, say=print) -> int:
+    """The embedded models' tokenizers hold their own task's characters only (data/build.py), and drop
+    any other without a word: tiny-math reads "What is 1,000 + 2?" as "  1000 + 2". One line counts the
+    questions that lose characters and shows the first; returns the count. Real tokenizers (byte-level)
+    lose none and are not checked."""
+    if not embedded_format(model_path):
+        return 0
+    read = [tok.decode(tok(r["question"])["input_ids"]) for r in rows]
+    changed = [i for i, (r, seen) in enumerate(zip(rows, read)) if seen != r["question"]]
+    if changed:
+        first = changed[0]
+        lost = "".join(sorted(set(rows[first]["question"]) - set(read[first])))
+        say(f"--model {model_flag}: {len(changed)} of {len(rows)} questions lose characters its tokenizer does not have "
+            f"(an embedded model reads its own task's characters only), e.g. question {first + 1}: "
+            f"{rows[first]['question']!r} is read as {read[first]!r} (lost: {lost!r})")
+    return len(changed)
+
+
 if __name__ == "__main__":
     from config import add_data_flags
     from data.files import rows_for

@@ -26,7 +26,7 @@ PATH = [  # (file, function or class), in the README table's order
     ("monitor.py", "step_metrics"),
 ]
 MAIN_NEEDS = [("train.py", name) for name in (
-    "Run", "setup", "resume_point", "drop_too_long", "setup_training", "lr_lambda", "next_questions", "evaluate_run",
+    "Run", "setup", "resume_point", "setup_training", "lr_lambda", "next_questions", "evaluate_run",
     "write_step", "check_update", "save_checkpoint", "finish", "Clock")]
 
 

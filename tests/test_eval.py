@@ -74,6 +74,9 @@ def test_run_folder_expands_to_checkpoints_then_final(tmp_path):
     (run / "metrics.jsonl").write_text("")
     assert model_list([str(run), "other/model"]) == [str(run / "checkpoints/step_000010"),
                                                      str(run / "checkpoints/step_000020"), str(run / "final"), "other/model"]
+    # the last step's checkpoint holds final/'s weights: evaluated once, as final/
+    (run / "metrics.jsonl").write_text('{"step": 19}\n{"step": 20}\n')
+    assert model_list([str(run)]) == [str(run / "checkpoints/step_000010"), str(run / "final")]
 
 
 def test_cli_on_a_run_folder_reports_last_and_best(tmp_path):

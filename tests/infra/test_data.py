@@ -210,3 +210,35 @@ def test_repeated_questions_are_counted_and_dropped_with_dedup(tmp_path, capsys)
     # the same question over other media is another question (tiny-digits: one text, 300 images)
     digits = train.parse_args(["--preset", "tiny-digits", "--dedup"])
     assert len(data.files.rows_for(digits, digits.model)) == 300 and "repeat" not in capsys.readouterr().out
+
+
+def test_embedded_tokenizers_report_questions_that_lose_characters(tiny_tok, tmp_path, capsys):
+    # tiny-math's tokenizer holds digits, +, =, ... only: other characters vanish without a word.
+    model = str(tinymath.get_model())
+    rows = [{"question": "12+34"}, {"question": "What is 1,000 + 2?"}, {"question": "5+5"}]
+    assert data.prompts.report_lost_characters(rows, tiny_tok, model, "tiny-math") == 1
+    assert capsys.readouterr().out == (
+        "--model tiny-math: 1 of 3 questions lose characters its tokenizer does not have (an embedded model reads its own "
+        "task's characters only), e.g. question 2: 'What is 1,000 + 2?' is read as '  1000 + 2' (lost: ',?Wahist')\n")
+    assert data.prompts.report_lost_characters(tinymath.test_split(), tiny_tok, model, "tiny-math") == 0  # its own task
+    assert data.prompts.report_lost_characters(rows, None, str(tmp_path), "my/model") == 0  # not embedded: not checked
+    assert capsys.readouterr().out == ""
+
+
+def test_eval_skips_the_questions_train_skips(tmp_path, capsys):
+    # A question too long for the context (128 tokens) with its answer (--max-tokens): skipped, with
+    # train.py's line, by the same function; none fits: train.py's one line.
+    import eval as evaluation
+
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [{"question": "1+1", "answer": "2"}, {"question": "+".join(["9"] * 60)},
+                                                            {"question": "2+2", "answer": "4"}]))
+    flags = ["--data", str(path), "--model", "tiny-math", "--engine", "hf", "--k", "2", "--max-tokens", "32"]
+    report = evaluation.main(flags)
+    said = f"--data {path}: skipped 1 of 3 rows whose prompt + --max-tokens 32 exceeds the model context (128): rows [2]"
+    assert said in capsys.readouterr().out and report["models"][0]["n_questions"] == 2
+    run = train.main(["--data", str(path), "--engine", "hf", "--max-tokens", "32", "--max-steps", "1", "--prompts-per-step", "2",
+                      "--n-votes", "2", "--n-train", "2", "--eval-k", "2", "--out", str(tmp_path / "run")])
+    assert said in capsys.readouterr().out and json.loads((run / "eval_after.json").read_text())["n_questions"] == 2
+    with pytest.raises(SystemExit, match=r"no prompt fits the model context \(128\) with --max-tokens 200"):
+        evaluation.main(flags + ["--max-tokens", "200"])

@@ -14,10 +14,13 @@ tests/test_train.py and tests/infra/test_resume.py check that it is unchanged.
 """
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -161,7 +164,7 @@ def test_resume_needs_as_many_ranks(runs):
 def resume_from_step_1(run: Path, copy: Path, extra: list[str] = ()) -> Path:
     """The state a crash during step 2 leaves (checkpoint 1 on disk, no final/), resumed with 2 ranks."""
     shutil.copytree(run, copy)
-    for p in ["final", "curves.png", "eval_after.json", "eval_after_questions.jsonl"]:
+    for p in ["final", "curves.png", "eval_after.json", "eval_after_questions.jsonl", "checkpoints/step_000002"]:
         shutil.rmtree(copy / p) if (copy / p).is_dir() else (copy / p).unlink(missing_ok=True)
     ok(torchrun(2, ["--resume", str(copy)] + list(extra)))
     return copy
@@ -318,7 +321,7 @@ def test_teardown_leaves_a_foreign_process_group_alone(tmp_path):
             td.destroy_process_group()
 
 
-def two_nodes(argv: list[str], root: Path) -> None:
+def two_nodes(argv: list[str], root: Path, env: dict | None = None) -> list[subprocess.CompletedProcess]:
     """train.py as 2 nodes of 1 process each, the way it runs on two machines: two torchrun launchers
     with --nnodes 2, a --node_rank each, rendezvous at node 0's address (here localhost), each in a
     working directory of its own. The run folder is a path both see (on two machines: a shared file
@@ -328,11 +331,13 @@ def two_nodes(argv: list[str], root: Path) -> None:
         (root / f"node{node}").mkdir(exist_ok=True)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node),
                "--master_addr", "127.0.0.1", "--master_port", str(port), str(REPO / "train.py"), *argv]
-        procs.append(subprocess.Popen(cmd, cwd=root / f"node{node}", env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        procs.append(subprocess.Popen(cmd, cwd=root / f"node{node}", env=env or ENV, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    done = []
     for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+        out, err = p.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
 
 
 def test_two_nodes_train_and_resume_like_two_ranks(runs, tmp_path):
@@ -340,10 +345,93 @@ def test_two_nodes_train_and_resume_like_two_ranks(runs, tmp_path):
     # as a stop during step 2 leaves it (checkpoint 1, no final/), resumed by the same two launches.
     _, one, _ = runs
     run = tmp_path / "run"
-    two_nodes(SMALL + ["--eval-k", "2", "--out", str(run)], tmp_path)
+    for p in two_nodes(SMALL + ["--eval-k", "2", "--out", str(run)], tmp_path):
+        ok(p)
     assert_same_steps(steps(one), steps(run))
     for p in ["final", "curves.png", "eval_after.json", "eval_after_questions.jsonl", "checkpoints/step_000002"]:
         shutil.rmtree(run / p) if (run / p).is_dir() else (run / p).unlink(missing_ok=True)
-    two_nodes(["--resume", str(run)], tmp_path)
+    for p in two_nodes(["--resume", str(run)], tmp_path):
+        ok(p)
     assert_same_steps(steps(one), steps(run))
     assert max_diff(weights(one / "final"), weights(run / "final")) < 1e-5
+
+
+def test_a_rank_killed_mid_step_stops_the_other_with_one_line(runs, tmp_path):
+    # Node 1's rank is killed (SIGKILL: the OOM killer, a lost machine) in step 2, before the step's first
+    # collective; node 0's rank, waiting for it there, stops at once with one line (gloo sees the
+    # connection close: no --dist-timeout wait, no traceback). The same two launches with --resume
+    # then finish the run from checkpoint 1 as the uninterrupted run did.
+    _, one, _ = runs
+    run = tmp_path / "run"
+    node0, node1 = two_nodes(SMALL + ["--eval-k", "2", "--out", str(run)], tmp_path,
+                             {**ENV, "NANOTTRL_FAILPOINT": "rank-gather@1:2"})
+    assert node1.returncode != 0 and "SIGKILL" in node1.stderr  # node 1's launcher reports its rank's death
+    lines = [line for line in node0.stderr.splitlines() if line.startswith("rank 0:")]
+    assert node0.returncode != 0 and "[rank0]: Traceback" not in node0.stderr, node0.stderr[-3000:]
+    assert len(lines) == 1 and re.fullmatch(  # gloo's words depend on the moment: "closed by peer", "reset by peer"
+        r"rank 0: lost contact with another rank \(.*(closed|reset) by peer.*\): a process ended or gave no answer within "
+        rf"--dist-timeout; stopped in step 2 \(newest checkpoint step_000001\); resume with: python train.py --resume {run}",
+        lines[0]), node0.stderr[-3000:]
+    assert [m["step"] for m in steps(run)] == [1] and not (run / "final").exists()
+    for p in two_nodes(["--resume", str(run)], tmp_path):
+        ok(p)
+    assert_same_steps(steps(one), steps(run))
+    assert max_diff(weights(one / "final"), weights(run / "final")) < 1e-5
+
+
+SILENT_RANK = """
+import os, sys, time
+sys.path.insert(0, {repo!r})
+import dist
+dist.init("cpu", timeout_minutes=2 / 60)
+if dist.rank == 1:
+    time.sleep(30)  # alive, but never in the collective: a hung rank
+with dist.stop_when_a_rank_is_lost(lambda: "in step 7; resume with: ..."):
+    dist.all_sum(1.0)
+"""
+
+
+def test_a_rank_that_stops_answering_is_one_line_after_dist_timeout():
+    # A rank that hangs (no process ends, so no connection closes): the other waits --dist-timeout, here 2 s.
+    port, procs = free_port(), []
+    for r in (0, 1):
+        env = {**ENV, "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen([sys.executable, "-c", SILENT_RANK.format(repo=str(REPO))], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    start = time.time()
+    _, err = procs[0].communicate(timeout=60)
+    waited = time.time() - start
+    procs[1].kill()
+    procs[1].communicate()
+    assert procs[0].returncode == 1 and err.strip().splitlines() == [
+        "rank 0: lost contact with another rank (Timed out waiting 2000ms for recv operation to complete): a process ended "
+        "or gave no answer within --dist-timeout; stopped in step 7; resume with: ..."], err
+    assert waited < 25  # the timeout, not the silent rank's 30 s
+
+
+def test_a_signal_to_torchrun_stops_every_rank_after_the_same_step(tmp_path):
+    # torchrun passes SIGTERM on to each rank: they finish the step, agree it was the last (one
+    # all-reduce), checkpoint it together, and rank 0 alone says so; --resume repeats the whole run.
+    flags = SMALL + ["--max-steps", "8", "--save-every", "0", "--eval-k", "0"]
+    ok(torchrun(2, flags + ["--out", str(tmp_path / "whole")]))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           str(REPO / "train.py"), *flags, "--out", str(run)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and len(steps(run) if (run / "metrics.jsonl").exists() else []) < 2:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    step = len(steps(run))
+    said = [line for line in err.splitlines() if line.startswith("SIGTERM: ")]
+    assert said == ["SIGTERM: finishing this step, then a checkpoint; send it again to stop at once",
+                    f"SIGTERM: stopped after step {step}, checkpointed in {said[-1].split(' in ')[1].split(' s;')[0]} s; "
+                    f"resume with: python train.py --resume {run}"], err[-3000:]
+    assert "[rank0]: Traceback" not in err and "[rank1]: Traceback" not in err  # (torchrun's own report follows)
+    assert 2 <= step < 8 and [p.name for p in checkpoint.complete(run)] == [f"step_{step:06d}"]
+    ok(torchrun(2, ["--resume", str(run)]))
+    drop = lambda ms: [{k: v for k, v in m.items() if k not in TIMING} for m in ms]  # noqa: E731
+    assert drop(steps(run)) == drop(steps(tmp_path / "whole"))
+    w, ref = weights(run / "final"), weights(tmp_path / "whole" / "final")
+    assert all(torch.equal(w[k], ref[k]) for k in ref)

@@ -49,18 +49,28 @@ def same_weights(a: Path, b: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """An uninterrupted 4-step run with a checkpoint after steps 1, 2 and 3 (step 4 is final/)."""
+    """An uninterrupted 4-step run with a checkpoint after each step (the last one's, step 4, beside final/)."""
     tinymath.get_model()
     out = tmp_path_factory.mktemp("ref") / "run"
     train.main(SMALL + ["--out", str(out)])
     return out
 
 
-def crashed_copy(reference: Path, tmp_path: Path) -> Path:
-    """The reference run as a crash during step 4 leaves it: checkpoints 1-3, no final/."""
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    """The same run killed (SIGKILL) while it wrote step 4's checkpoint: checkpoints 1-3 (the newest
+    two, 2 and 3, with their trainer state), an unfinished step_000004.tmp, no final/."""
+    tinymath.get_model()
+    out = tmp_path_factory.mktemp("crashed") / "run"
+    p = subprocess.run([sys.executable, str(REPO / "train.py")] + SMALL + ["--out", str(out)], cwd=REPO,
+                       env={**ENV, "NANOTTRL_FAILPOINT": "checkpoint-model-written:4"}, capture_output=True, timeout=600)
+    assert p.returncode == -9 and [c.name for c in checkpoint.complete(out)] == ["step_000001", "step_000002", "step_000003"]
+    return out
+
+
+def crashed_copy(crashed: Path, tmp_path: Path) -> Path:
     run = tmp_path / "run"
-    shutil.copytree(reference, run)
-    shutil.rmtree(run / "final")
+    shutil.copytree(crashed, run)
     return run
 
 
@@ -88,8 +98,8 @@ def test_eval_sampling_flags_are_one_line(flag, value):
 
 
 @pytest.mark.parametrize("damage", ["model-cut", "state-cut", "state-empty"])
-def test_a_damaged_checkpoint_falls_back_to_the_one_before(reference, tmp_path, damage, capsys):
-    run = crashed_copy(reference, tmp_path)
+def test_a_damaged_checkpoint_falls_back_to_the_one_before(reference, crashed, tmp_path, damage, capsys):
+    run = crashed_copy(crashed, tmp_path)
     newest = run / "checkpoints" / "step_000003"
     target = newest / ("model.safetensors" if damage == "model-cut" else checkpoint.STATE)
     target.write_bytes(b"" if damage == "state-empty" else target.read_bytes()[: target.stat().st_size // 2])
@@ -111,10 +121,10 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_a_hostile_trainer_state_never_runs(reference, tmp_path, capsys):
+def test_a_hostile_trainer_state_never_runs(reference, crashed, tmp_path, capsys):
     # A run folder from elsewhere: its newest trainer state carries a payload. It is refused as damaged
     # (never unpickled), and the run falls back to the checkpoint before, repeating the reference.
-    run, marker = crashed_copy(reference, tmp_path), tmp_path / "payload-ran"
+    run, marker = crashed_copy(crashed, tmp_path), tmp_path / "payload-ran"
     state = run / "checkpoints" / "step_000003" / checkpoint.STATE
     torch.save({**checkpoint.load_state(state), "note": Payload(marker)}, state)
     assert "refused, as loading them could run code" in checkpoint.problem(state.parent)
@@ -160,7 +170,7 @@ def test_a_signal_mid_run_checkpoints_its_step_and_resume_repeats_the_run(tmp_pa
     done = start_and_signal([*flags, "--out", str(run)], sig, logged(run, 3))
     name = signal.Signals(sig).name
     assert done.returncode == code and "Traceback" not in done.stderr, done.stderr
-    assert f"{name}: finishing this step, then a checkpoint" in done.stdout
+    assert f"{name}: finishing this step, then a checkpoint" in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     step = len(steps(run))
     assert last == (f"{name}: stopped after step {step}, checkpointed in {last.split(' in ')[1].split(' s;')[0]} s; "
@@ -177,6 +187,26 @@ def test_ctrl_c_outside_a_step_stops_at_once_in_one_line(tmp_path):
     done = start_and_signal([*SMALL, "--eval-k", "64", "--out", str(run)], signal.SIGINT, lambda: (run / "config.json").exists())
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1] == f"SIGINT: stopped before training (no checkpoint yet); resume with: python train.py --resume {run}"
+
+
+def test_a_signal_in_the_final_evaluation_loses_that_evaluation_only(tmp_path, capsys):
+    # The last step is checkpointed and final/ written before the evaluation after training: a stop
+    # there loses that evaluation only, and --resume does it again without training a step.
+    flags = [*SMALL, "--max-steps", "2", "--eval-k", "16"]
+    whole = train.main([*flags, "--out", str(tmp_path / "whole")])
+    run = tmp_path / "run"
+    done = start_and_signal([*flags, "--out", str(run)], signal.SIGTERM, lambda: (run / "final").is_dir())
+    assert done.returncode == 143 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"SIGTERM: stopped after training ({run / 'final'} holds the trained "
+                                                    f"model), before its evaluation ended; resume with: python train.py --resume {run}")
+    assert not (run / "eval_after.json").exists()
+    capsys.readouterr()
+    train.main(["--resume", str(run)])
+    out = capsys.readouterr().out
+    assert "--resume" in out and "from step_000002" in out and not re.search(r"^step +\d", out, re.M)  # no step trained again
+    assert steps(run) == steps(whole) and same_weights(run / "final", whole / "final")
+    drop = lambda f: {k: v for k, v in json.loads(f.read_text()).items() if k != "seconds"}  # noqa: E731
+    assert drop(run / "eval_after.json") == drop(whole / "eval_after.json")
 
 
 def test_resume_of_a_finished_run_says_so_and_changes_nothing(reference, capsys):
@@ -229,8 +259,8 @@ def test_folder_habits_a_teed_log_and_start_over_keep_the_users_files(tmp_path, 
     assert (tmp_path / "config.json").exists() and not list(tmp_path.glob("*.previous-*"))[1:]
 
 
-def test_no_intact_checkpoint_stops_unless_restart(reference, tmp_path):
-    run = crashed_copy(reference, tmp_path)
+def test_no_intact_checkpoint_stops_unless_restart(reference, crashed, tmp_path):
+    run = crashed_copy(crashed, tmp_path)
     for step in ("step_000002", "step_000003"):  # the two that keep a trainer state
         (run / "checkpoints" / step / checkpoint.STATE).write_bytes(b"")
     with pytest.raises(SystemExit, match=r"no intact checkpoint left \(2 damaged, kept as \*\.damaged\); pass --restart"):
@@ -240,8 +270,8 @@ def test_no_intact_checkpoint_stops_unless_restart(reference, tmp_path):
     assert same_weights(run / "final", reference / "final")
 
 
-def test_damaged_run_files_are_one_line(reference, tmp_path):
-    run = crashed_copy(reference, tmp_path)
+def test_damaged_run_files_are_one_line(crashed, tmp_path):
+    run = crashed_copy(crashed, tmp_path)
     (run / "eval_before.json").write_text('{"greedy": 0.9, "avg@16"')  # cut short
     with pytest.raises(SystemExit, match="eval_before.json is damaged .*move it away"):
         train.main(["--resume", str(run)])
@@ -356,7 +386,8 @@ def test_a_folder_holding_a_run_is_refused_before_anything_is_written(reference,
     aside = list(tmp_path.glob("run.previous-*"))
     assert len(aside) == 1 and "earlier run's files moved to" in capsys.readouterr().out
     assert steps(aside[0]) == steps(reference) and len(steps(run)) == 1  # the old run whole, beside the new one
-    assert (aside[0] / "checkpoints" / "step_000003").is_dir() and not (run / "checkpoints").exists()
+    assert (aside[0] / "checkpoints" / "step_000004").is_dir()
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_000001"]  # the new run's only
 
 
 def test_a_second_writer_is_refused_while_the_first_finishes(reference, tmp_path):
