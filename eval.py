@@ -422,11 +422,11 @@ def main(argv=None):
         processor = sample.load_processor(model)
         prompts = data.prompts.make_prompts(rows, tok, path, name, template, processor, args.answer_format)
         fit, prompts = sample.drop_too_long(rows, prompts, tok, processor, sample.context_length(model), args)  # as train.py
-        if kept is not None and fit != kept:  # every model answers the same questions, or the numbers do not compare
-            raise SystemExit(f"--model {name}: {len(fit)} of the {len(rows)} questions fit its context, {len(kept)} fit the "
-                             f"models' before it: evaluate it on its own, or lower --max-tokens so that all fit")
         if kept is None:
             data.prompts.report_lost_characters(rows, tok, path, name)
+        elif fit != kept:  # every model answers the same questions, or the numbers do not compare
+            raise SystemExit(f"--model {name}: {len(fit)} of the {len(rows)} questions fit its context, {len(kept)} fit the "
+                             f"models' before it: evaluate it on its own, or lower --max-tokens so that all fit")
         kept = fit
         engine = sample.make_engine(args.engine, model, tok, path, args.dtype, args.gen_batch, processor=processor, seed=args.seed,
                                     kv_cache_gib=args.vllm_kv_gib, gpu_memory_utilization=args.vllm_gpu_memory)

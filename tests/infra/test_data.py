@@ -242,3 +242,17 @@ def test_eval_skips_the_questions_train_skips(tmp_path, capsys):
     assert said in capsys.readouterr().out and json.loads((run / "eval_after.json").read_text())["n_questions"] == 2
     with pytest.raises(SystemExit, match=r"no prompt fits the model context \(128\) with --max-tokens 200"):
         evaluation.main(flags + ["--max-tokens", "200"])
+
+
+def test_eval_refuses_models_that_keep_other_questions(tmp_path, monkeypatch):
+    # A second model with a shorter context would answer fewer questions: its numbers would not compare.
+    import eval as evaluation
+    import sample
+
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps({"question": q}) + "\n" for q in ["1+1", "+".join(["9"] * 40)]))
+    contexts = iter([128, 64])
+    monkeypatch.setattr(sample, "context_length", lambda model: next(contexts))
+    with pytest.raises(SystemExit, match=r"--model tiny-math: 1 of the 2 questions fit its context, 2 fit the models' before it"):
+        evaluation.main(["--data", str(path), "--model", "tiny-math", "tiny-math", "--engine", "hf", "--k", "2",
+                         "--max-tokens", "16"])
